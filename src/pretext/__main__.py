@@ -1,0 +1,3 @@
+from pretext.cli import main
+
+raise SystemExit(main())

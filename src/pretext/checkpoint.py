@@ -1,0 +1,89 @@
+"""Atomic file writes and safe checkpoint loading.
+
+Every file is written to a temporary name in the same folder, flushed to disk and renamed, so a
+crash leaves either the old file or the new one, never half of one. Checkpoints are loaded only
+with `weights_only=True`: a file built to run code when unpickled is refused.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import pickle
+from pathlib import Path
+
+import torch
+
+from pretext.errors import PretextError
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    try:
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    write_bytes_atomic(path, text.encode())
+
+
+def write_json(path: Path, obj) -> None:
+    write_text_atomic(path, json.dumps(obj, indent=2) + "\n")
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> None:
+    write_text_atomic(path, "".join(json.dumps(row) + "\n" for row in rows))
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    write_bytes_atomic(path, buffer.getvalue())
+
+
+def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise PretextError(f"no checkpoint at {path}")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise PretextError(f"refused to load {path}: it is not a plain weights file ({first})") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise PretextError(f"{path} is not a readable checkpoint ({type(exc).__name__}: {exc})") from None
+    if not isinstance(state, dict) or "encoder" not in state:
+        raise PretextError(f"{path} is not a pretext checkpoint (no 'encoder' entry)")
+    return state
+
+
+def load_state_checked(module: torch.nn.Module, state: dict, what: str) -> None:
+    """load_state_dict with a clear word about which entries differ."""
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state))
+    extra = sorted(set(state) - set(own))
+    if missing or extra:
+        raise PretextError(
+            f"the checkpoint's {what} does not match: missing {missing[:3]}, unexpected {extra[:3]}"
+        )
+    for key, value in state.items():
+        if own[key].shape != value.shape:
+            raise PretextError(
+                f"the checkpoint's {what} entry {key} has shape {tuple(value.shape)}, "
+                f"this model needs {tuple(own[key].shape)}"
+            )
+    module.load_state_dict(state)

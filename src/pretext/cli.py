@@ -1,0 +1,169 @@
+"""Command-line interface: argument parsing only; every command calls a function in
+`pretext.commands` or `pretext.train` with a typed config."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from dataclasses import replace
+
+from pretext.config import FinetuneConfig, RunConfig, override, recipe
+from pretext.errors import PretextError
+
+
+def add_data_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", default=None, help="mnist, fashion-mnist, digits, a folder or an .npz")
+    p.add_argument("--data-dir", default=None,
+                   help="folder holding <dataset>/ IDX files (default: $PRETEXT_DATA_DIR, ~/.cache/pretext)")
+    p.add_argument("--limit-train", type=int, default=None, help="use the first N training images")
+    p.add_argument("--device", default=None, help="auto, cpu or cuda")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+
+
+def add_pretrain_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default=None, help="run directory (default runs/<dataset>)")
+    p.add_argument("--recipe", default="default", help="seed (the original write-up) or default")
+    p.add_argument("--method", default=None, help="self-supervised method (simclr)")
+    p.add_argument("--encoder", default=None, help="cnn, cnn-wide or convnet")
+    p.add_argument("--augment", default=None, help="augmentation preset for pretraining")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--optimizer", default=None, help="adam, sgd or lars")
+    p.add_argument("--weight-decay", type=float, default=None)
+    p.add_argument("--warmup-epochs", type=float, default=None)
+    p.add_argument("--schedule", default=None, help="cosine or constant")
+    p.add_argument("--temperature", type=float, default=None)
+    p.add_argument("--projection-dim", type=int, default=None, help="0: no projection head")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--checkpoint-every", type=int, default=None, help="also checkpoint every N steps")
+    p.add_argument("--resume", action="store_true", default=None, help="continue RUN_DIR's checkpoint")
+    p.add_argument("--overwrite", action="store_true", default=None, help="replace an existing run")
+    p.add_argument("--refuse-bad-files", action="store_true",
+                   help="stop at an unreadable image in a folder instead of skipping it")
+
+
+def add_finetune_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--finetune-epochs", type=int, default=None)
+    p.add_argument("--finetune-lr", type=float, default=None)
+    p.add_argument("--finetune-batch-size", type=int, default=None)
+
+
+def run_config(args: argparse.Namespace) -> RunConfig:
+    base = recipe(args.recipe)
+    dataset = args.dataset or base.pretrain.dataset
+    pre = override(
+        base.pretrain, dataset=dataset, data_dir=args.data_dir, out=args.out or f"runs/{dataset}",
+        method=args.method, encoder=args.encoder, augment=args.augment, epochs=args.epochs,
+        batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
+        weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs, schedule=args.schedule,
+        temperature=args.temperature, projection_dim=args.projection_dim, seed=args.seed,
+        limit_train=args.limit_train, device=args.device, threads=args.threads,
+        checkpoint_every=args.checkpoint_every, resume=args.resume, overwrite=args.overwrite,
+        skip_bad_files=not args.refuse_bad_files,
+    )
+    ft = override(base.finetune, epochs=getattr(args, "finetune_epochs", None),
+                  lr=getattr(args, "finetune_lr", None),
+                  batch_size=getattr(args, "finetune_batch_size", None), seed=pre.seed)
+    return replace(base, pretrain=pre, finetune=ft)
+
+
+def cmd_pretrain(args) -> None:
+    from pretext.train import pretrain
+
+    pretrain(run_config(args).pretrain)
+
+
+def cmd_run(args) -> None:
+    from pretext.commands import run
+
+    run(run_config(args))
+
+
+def cmd_finetune(args) -> None:
+    from pretext.commands import finetune_command
+    from pretext.config import load_pretrain_config
+
+    base = recipe(args.recipe).finetune
+    cfg: FinetuneConfig = override(base, epochs=args.finetune_epochs or args.epochs, lr=args.lr,
+                                   batch_size=args.batch_size, seed=args.seed)
+    dataset, data_dir, encoder = args.dataset, args.data_dir, args.encoder
+    if args.out and not args.from_scratch:
+        saved = load_pretrain_config(args.out)
+        dataset, data_dir = dataset or saved.dataset, data_dir or saved.data_dir
+    finetune_command(
+        args.out, dataset or "mnist", data_dir, cfg, labels=args.labels, from_scratch=args.from_scratch,
+        encoder=encoder or "cnn", device=args.device or "auto", limit_train=args.limit_train,
+    )
+
+
+def cmd_evaluate(args) -> None:
+    from pretext.commands import evaluate_command
+
+    evaluate_command(args.out, args.dataset, args.data_dir, device=args.device or "auto")
+
+
+def cmd_augment(args) -> None:
+    from pretext.commands import augment_grid
+
+    path = augment_grid(args.dataset or "mnist", args.data_dir, args.out, args.augment, seed=args.seed)
+    print(f"wrote {path}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pretext", description="Self-supervised pretraining of image encoders.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("pretrain", help="pretrain an encoder without labels")
+    add_data_options(p)
+    add_pretrain_options(p)
+    p.set_defaults(func=cmd_pretrain)
+
+    p = sub.add_parser("run", help="pretrain, fine-tune, linear probe and few-label comparison")
+    add_data_options(p)
+    add_pretrain_options(p)
+    add_finetune_options(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("finetune", help="fine-tune a run's encoder (or a fresh one) on labels")
+    add_data_options(p)
+    p.add_argument("--out", default=None, help="run directory with checkpoints/last.pt")
+    p.add_argument("--recipe", default="default")
+    p.add_argument("--encoder", default=None, help="encoder for --from-scratch (default cnn)")
+    p.add_argument("--labels", type=int, default=None, help="use a stratified subset of N labels")
+    p.add_argument("--from-scratch", action="store_true", help="start from random weights (baseline)")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--finetune-epochs", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--seed", type=int, default=None)
+    p.set_defaults(func=cmd_finetune)
+
+    p = sub.add_parser("evaluate", help="linear probe and few-label comparison of a run")
+    add_data_options(p)
+    p.add_argument("--out", required=True, help="run directory")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("augment", help="write a PNG grid of original images and random views")
+    p.add_argument("--dataset", default="mnist")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--augment", default="default", help="preset: default, seed, light")
+    p.add_argument("--out", default="views.png")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_augment)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    warnings.filterwarnings("default")
+    try:
+        args.func(args)
+    except PretextError as exc:
+        print(f"pretext: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("pretext: interrupted; the last checkpoint is kept (continue with --resume)", file=sys.stderr)
+        return 130
+    return 0

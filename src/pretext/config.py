@@ -1,0 +1,144 @@
+"""Typed, frozen configurations and the named recipes that fill them.
+
+A recipe is a set of defaults; any option given explicitly overrides it. `config.json` in a run
+directory is `asdict` of these, so a run can be read back and repeated.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+
+import torch
+
+from pretext.errors import PretextError
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    dataset: str = "mnist"
+    data_dir: str | None = None
+    out: str = "runs/mnist"
+    recipe: str = "default"
+    method: str = "simclr"
+    encoder: str = "cnn"
+    augment: str = "default"
+    epochs: int = 30
+    batch_size: int = 256
+    optimizer: str = "adam"  # adam | sgd | lars
+    lr: float = 2e-3
+    weight_decay: float = 1e-5
+    warmup_epochs: float = 1.0
+    schedule: str = "cosine"  # cosine | constant
+    temperature: float = 0.2
+    projection_hidden: int = 256
+    projection_dim: int = 64  # 0: no projection head
+    seed: int = 0
+    limit_train: int | None = None
+    device: str = "auto"
+    threads: int | None = None
+    checkpoint_every: int = 0  # also checkpoint every N steps (0: at epoch ends only)
+    log_every: int = 50  # steps between progress-bar updates (one host sync each)
+    resume: bool = False
+    overwrite: bool = False
+    skip_bad_files: bool = True
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    schedule: str = "cosine"
+    augment: str = "light"
+    min_steps: int = 0  # few-label runs get at least this many steps (same for every arm)
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class LinearProbeConfig:
+    epochs: int = 60
+    batch_size: int = 1024
+    lr: float = 3e-3
+    weight_decay: float = 1e-5
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything `pretext run` does: pretrain, fine-tune, linear probe, few-label check."""
+
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    linear: LinearProbeConfig = field(default_factory=LinearProbeConfig)
+    few_labels: int = 600
+    few_label_seeds: int = 3
+
+
+RECIPES: dict[str, RunConfig] = {
+    # The write-up's hyper-parameters: batch 32, t 0.5, Adam 1e-4, 10 + 10 epochs, no head,
+    # 0-255 inputs, one untouched view paired with a cut-out-and-rotated one.
+    "seed": RunConfig(
+        pretrain=PretrainConfig(
+            recipe="seed", augment="seed", epochs=10, batch_size=32, lr=1e-4, weight_decay=0.0,
+            warmup_epochs=0.0, schedule="constant", temperature=0.5, projection_dim=0,
+        ),
+        finetune=FinetuneConfig(epochs=10, batch_size=32, lr=1e-4, schedule="constant", augment="seed-none"),
+        linear=LinearProbeConfig(),
+    ),
+    "default": RunConfig(finetune=FinetuneConfig(min_steps=1500)),
+}
+
+
+def recipe(name: str) -> RunConfig:
+    if name not in RECIPES:
+        raise PretextError(f"unknown recipe {name!r}: use one of {', '.join(RECIPES)}")
+    return RECIPES[name]
+
+
+def override(config, **changes):
+    """`replace` that ignores None values (options the user did not give)."""
+    known = {f.name for f in fields(config)}
+    given = {k: v for k, v in changes.items() if v is not None and k in known}
+    return replace(config, **given)
+
+
+def validate(cfg: PretrainConfig) -> None:
+    if cfg.temperature <= 0:
+        raise PretextError(f"--temperature must be > 0, got {cfg.temperature}")
+    if cfg.batch_size < 2:
+        raise PretextError(f"--batch-size must be >= 2 for contrastive learning, got {cfg.batch_size}")
+    if cfg.epochs < 1:
+        raise PretextError(f"--epochs must be >= 1, got {cfg.epochs}")
+    if cfg.lr <= 0:
+        raise PretextError(f"--lr must be > 0, got {cfg.lr}")
+    if cfg.optimizer not in ("adam", "sgd", "lars"):
+        raise PretextError(f"--optimizer must be adam, sgd or lars, got {cfg.optimizer!r}")
+    if cfg.schedule not in ("cosine", "constant"):
+        raise PretextError(f"--schedule must be cosine or constant, got {cfg.schedule!r}")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise PretextError("--device cuda was asked for but no CUDA device is available")
+    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
+        raise PretextError(f"--device must be auto, cpu or cuda, got {name!r}")
+    return torch.device(name)
+
+
+def to_json(config) -> str:
+    return json.dumps(asdict(config), indent=2)
+
+
+def load_pretrain_config(run_dir: Path) -> PretrainConfig:
+    path = Path(run_dir) / "config.json"
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise PretextError(f"cannot read {path}: {exc}") from None
+    data = data.get("pretrain", data)
+    known = {f.name for f in fields(PretrainConfig)}
+    return PretrainConfig(**{k: v for k, v in data.items() if k in known})

@@ -1,0 +1,305 @@
+"""Where images come from: named data sets (IDX files), folders of images, .npz files, digits.
+
+Every source returns an `ImageSet` of uint8 images (N x C x H x W) and int64 labels or None;
+images stay uint8 until a batch is drawn, so a data set costs one byte per pixel in memory.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import urllib.request
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pretext.data.idx import read_bytes, read_idx_pair
+from pretext.errors import PretextError
+
+DATA_DIR_ENV = "PRETEXT_DATA_DIR"
+NO_DOWNLOAD_ENV = "PRETEXT_NO_DOWNLOAD"
+CACHE_DIR = Path("~/.cache/pretext")
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    """Images (uint8, N x C x H x W) with optional labels (int64, N)."""
+
+    images: torch.Tensor
+    labels: torch.Tensor | None
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        if self.images.dtype != torch.uint8 or self.images.dim() != 4:
+            raise PretextError(f"{self.name}: images must be uint8 N x C x H x W")
+        if len(self.images) == 0:
+            raise PretextError(f"{self.name or 'data set'} is empty")
+        if self.labels is not None:
+            if len(self.labels) != len(self.images):
+                raise PretextError(
+                    f"{self.name}: {len(self.images)} images but {len(self.labels)} labels"
+                )
+            if int(self.labels.min()) < 0:
+                raise PretextError(f"{self.name}: labels must be >= 0, found {int(self.labels.min())}")
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def num_classes(self) -> int:
+        if self.labels is None:
+            raise PretextError(f"{self.name} has no labels")
+        return int(self.labels.max()) + 1
+
+    def subset(self, indices: torch.Tensor) -> ImageSet:
+        labels = None if self.labels is None else self.labels[indices]
+        return ImageSet(self.images[indices], labels, self.name)
+
+    def first(self, n: int | None) -> ImageSet:
+        """The first n items (all when n is None), as the `--limit-train` option asks."""
+        if n is None or n >= len(self):
+            return self
+        if n < 1:
+            raise PretextError(f"--limit-train must be >= 1, got {n}")
+        return self.subset(torch.arange(n))
+
+
+@dataclass(frozen=True)
+class IdxFile:
+    name: str
+    raw_md5: str | None = None  # of the decompressed file
+    gz_md5: str | None = None  # of the published .gz
+
+
+@dataclass(frozen=True)
+class NamedSet:
+    """An IDX data set with its known files, class count and download mirrors."""
+
+    files: dict[str, tuple[IdxFile, IdxFile]]  # split -> (images, labels)
+    num_classes: int
+    mirrors: tuple[str, ...]
+    system_dirs: tuple[str, ...] = ()
+
+
+NAMED_SETS = {
+    "mnist": NamedSet(
+        files={
+            "train": (
+                IdxFile("train-images-idx3-ubyte", raw_md5="6bbc9ace898e44ae57da46a324031adb"),
+                IdxFile("train-labels-idx1-ubyte", raw_md5="a25bea736e30d166cdddb491f175f624"),
+            ),
+            "test": (
+                IdxFile("t10k-images-idx3-ubyte", raw_md5="2646ac647ad5339dbf082846283269ea"),
+                IdxFile("t10k-labels-idx1-ubyte", raw_md5="27ae3e4e09519cfbb04c329615203637"),
+            ),
+        },
+        num_classes=10,
+        mirrors=(
+            "https://ossci-datasets.s3.amazonaws.com/mnist/",
+            "https://storage.googleapis.com/cvdf-datasets/mnist/",
+        ),
+    ),
+    "fashion-mnist": NamedSet(
+        files={
+            "train": (
+                IdxFile("train-images-idx3-ubyte", gz_md5="8d4fb7e6c68d591d4c3dfef9ec88bf0d"),
+                IdxFile("train-labels-idx1-ubyte", gz_md5="25c81989df183df01b3e8a0aad5dffbe"),
+            ),
+            "test": (
+                IdxFile("t10k-images-idx3-ubyte", gz_md5="bef4ecab320f06d8554ea6380940ec79"),
+                IdxFile("t10k-labels-idx1-ubyte", gz_md5="bb300cfdad3c16e7a12a480ee83cd310"),
+            ),
+        },
+        num_classes=10,
+        mirrors=("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
+        system_dirs=("/usr/share/datasets/fashion-mnist",),
+    ),
+}
+
+
+def candidate_dirs(name: str, data_dir: str | Path | None) -> list[Path]:
+    """Folders searched for a named set, in order: option, environment, cache, system."""
+    roots = []
+    if data_dir is not None:
+        roots.append(Path(data_dir).expanduser())
+    if os.environ.get(DATA_DIR_ENV):
+        roots.append(Path(os.environ[DATA_DIR_ENV]).expanduser())
+    roots.append(CACHE_DIR.expanduser())
+    dirs = [root / name for root in roots]
+    dirs += [Path(d) for d in NAMED_SETS[name].system_dirs]
+    return dirs
+
+
+def find_file(folder: Path, stem: str) -> Path | None:
+    for candidate in (folder / f"{stem}.gz", folder / stem):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def download(name: str, target: Path) -> bool:
+    """Fetch every file of a named set into target, verifying checksums; False without network."""
+    spec = NAMED_SETS[name]
+    wanted = [f for pair in spec.files.values() for f in pair]
+    target.mkdir(parents=True, exist_ok=True)
+    for item in wanted:
+        if find_file(target, item.name):
+            continue
+        for mirror in spec.mirrors:
+            try:
+                with urllib.request.urlopen(f"{mirror}{item.name}.gz", timeout=20) as response:
+                    blob = response.read()
+            except OSError:
+                continue
+            if not checksum_ok(item, blob):
+                raise PretextError(f"downloaded {item.name}.gz from {mirror} fails its checksum")
+            tmp = target / f".{item.name}.gz.part"
+            tmp.write_bytes(blob)
+            tmp.replace(target / f"{item.name}.gz")
+            break
+        else:
+            return False
+    return True
+
+
+def checksum_ok(item: IdxFile, blob: bytes) -> bool:
+    if item.gz_md5 and hashlib.md5(blob).hexdigest() == item.gz_md5:
+        return True
+    if item.raw_md5:
+        return hashlib.md5(gzip.decompress(blob)).hexdigest() == item.raw_md5
+    return False
+
+
+def load_named(name: str, split: str, data_dir: str | Path | None) -> ImageSet:
+    spec = NAMED_SETS[name]
+    if split not in spec.files:
+        raise PretextError(f"split must be one of {sorted(spec.files)}, got {split!r}")
+    images_file, labels_file = spec.files[split]
+    searched = candidate_dirs(name, data_dir)
+    for folder in searched:
+        images_path = find_file(folder, images_file.name)
+        labels_path = find_file(folder, labels_file.name)
+        if images_path and labels_path:
+            images, labels = read_idx_pair(images_path, labels_path)
+            if int(labels.max()) >= spec.num_classes:
+                raise PretextError(
+                    f"{labels_path}: label {int(labels.max())} is out of range for "
+                    f"{spec.num_classes} classes"
+                )
+            return ImageSet(images, labels, name)
+    cache = CACHE_DIR.expanduser() / name
+    if not os.environ.get(NO_DOWNLOAD_ENV) and download(name, cache):
+        return load_named(name, split, cache.parent)
+    where = ", ".join(str(d) for d in searched)
+    raise PretextError(
+        f"{name} not found (looked in {where}) and it could not be downloaded: put "
+        f"{images_file.name}.gz and the other IDX files in <dir>/{name}/ and pass --data-dir <dir> "
+        f"or set {DATA_DIR_ENV}=<dir>"
+    )
+
+
+def load_digits_set(split: str) -> ImageSet:
+    """scikit-learn's bundled 8x8 digits, resized to 28x28: works anywhere, offline."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    small = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0
+    images = torch.nn.functional.interpolate(small, size=(28, 28), mode="bilinear", align_corners=False)
+    images = (images.clamp(0, 1) * 255).round().to(torch.uint8)
+    labels = torch.tensor(digits.target, dtype=torch.int64)
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))
+    cut = int(0.8 * len(images))
+    splits = {"train": order[:cut], "test": order[cut:]}
+    if split not in splits:
+        raise PretextError(f"split must be 'train' or 'test', got {split!r}")
+    keep = splits[split]
+    return ImageSet(images[keep], labels[keep], "digits")
+
+
+def load_npz(path: Path, split: str) -> ImageSet:
+    """An .npz with `images` (and `labels`); its test split in `test_images` / `test_labels`."""
+    prefix = "" if split == "train" else f"{split}_"
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            if f"{prefix}images" not in archive:
+                raise PretextError(f"{path} has no '{prefix}images' array (has {sorted(archive)})")
+            images = np.asarray(archive[f"{prefix}images"])
+            labels = archive[f"{prefix}labels"] if f"{prefix}labels" in archive else None
+    except (OSError, ValueError) as exc:
+        raise PretextError(f"{path} is not a readable .npz file ({exc})") from None
+    return ImageSet(to_nchw_uint8(images, path), None if labels is None else torch.as_tensor(labels).long(), path.name)
+
+
+def to_nchw_uint8(images: np.ndarray, origin: Path) -> torch.Tensor:
+    if images.ndim == 3:
+        images = images[:, None]
+    elif images.ndim == 4 and images.shape[-1] in (1, 3) and images.shape[1] not in (1, 3):
+        images = images.transpose(0, 3, 1, 2)
+    if images.ndim != 4:
+        raise PretextError(f"{origin}: images must be N x H x W or N x C x H x W, got {images.shape}")
+    if images.dtype != np.uint8:
+        if np.issubdtype(images.dtype, np.floating) and images.size and images.max() <= 1.0:
+            images = images * 255.0
+        images = np.clip(images, 0, 255).round().astype(np.uint8)
+    return torch.from_numpy(np.ascontiguousarray(images))
+
+
+def load_folder(path: Path, split: str, skip_bad: bool = True) -> ImageSet:
+    """Class sub-folders give labels (sorted names); a flat folder of images is unlabelled."""
+    from PIL import Image, UnidentifiedImageError
+
+    if (path / split).is_dir():
+        path = path / split
+    elif split != "train":
+        raise PretextError(f"{path} has no '{split}' sub-folder")
+    classes = sorted(p.name for p in path.iterdir() if p.is_dir() and p.name not in ("train", "test"))
+    if classes:
+        entries = [(f, i) for i, c in enumerate(classes) for f in sorted((path / c).iterdir()) if f.is_file()]
+    else:
+        entries = [(f, -1) for f in sorted(path.iterdir()) if f.is_file()]
+    arrays, labels, size, mode = [], [], None, None
+    for file, label in entries:
+        try:
+            with Image.open(file) as img:
+                if mode is None:
+                    mode = "L" if img.mode in ("1", "L", "LA", "I", "I;16", "F") else "RGB"
+                    size = img.size
+                arrays.append(np.asarray(img.convert(mode).resize(size)))
+            labels.append(label)
+        except (UnidentifiedImageError, OSError, ValueError) as exc:
+            if not skip_bad:
+                raise PretextError(f"{file} is not a readable image ({exc})") from None
+            if file.suffix.lower() in IMAGE_SUFFIXES or not file.name.startswith("."):
+                warnings.warn(f"skipping {file}: not a readable image", stacklevel=2)
+    if not arrays:
+        raise PretextError(f"{path} holds no readable images")
+    images = to_nchw_uint8(np.stack(arrays), path)
+    label_tensor = torch.tensor(labels, dtype=torch.int64) if classes else None
+    return ImageSet(images, label_tensor, path.name)
+
+
+def load_dataset(
+    name_or_path: str | Path,
+    split: str = "train",
+    data_dir: str | Path | None = None,
+    skip_bad_files: bool = True,
+) -> ImageSet:
+    """Load `mnist`, `fashion-mnist`, `digits`, a folder of images or an .npz file."""
+    key = str(name_or_path)
+    if key in NAMED_SETS:
+        return load_named(key, split, data_dir)
+    if key == "digits":
+        return load_digits_set(split)
+    path = Path(key).expanduser()
+    if path.suffix == ".npz" and path.is_file():
+        return load_npz(path, split)
+    if path.is_dir():
+        return load_folder(path, split, skip_bad_files)
+    known = ", ".join([*NAMED_SETS, "digits"])
+    raise PretextError(f"unknown data set {key!r}: use one of {known}, a folder of images, or an .npz file")
+

@@ -1,0 +1,154 @@
+"""Classification on top of an encoder: fine-tuning (all weights train), linear probe (frozen
+encoder, a linear layer on its features), and the few-label comparison with a from-scratch
+baseline trained with the same steps and augmentation. Accuracies are fractions; the reported
+test accuracy is always the last epoch's."""
+
+from __future__ import annotations
+
+import copy
+import math
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from pretext.augment import Augmentation, make_view, preset, to_input
+from pretext.config import FinetuneConfig, LinearProbeConfig
+from pretext.data import ImageSet, epoch_order, stratified_subset
+from pretext.models import Classifier
+
+
+@torch.inference_mode()
+def extract_features(
+    encoder: torch.nn.Module, images: torch.Tensor, aug: Augmentation, device: torch.device,
+    batch_size: int = 4096,
+) -> torch.Tensor:
+    """Embeddings of uint8 images in large no-grad batches (eval mode)."""
+    was_training = encoder.training
+    encoder.eval()
+    parts = [
+        encoder(to_input(images[i : i + batch_size].to(device), aug)).float()
+        for i in range(0, len(images), batch_size)
+    ]
+    encoder.train(was_training)
+    return torch.cat(parts)
+
+
+@torch.inference_mode()
+def accuracy(model: torch.nn.Module, data: ImageSet, aug: Augmentation, device: torch.device) -> float:
+    logits = extract_features(model, data.images, aug, device)
+    return (logits.argmax(1).cpu() == data.labels).float().mean().item()
+
+
+def finetune(
+    encoder: torch.nn.Module, train: ImageSet, test: ImageSet, cfg: FinetuneConfig,
+    device: torch.device, log=print, label: str = "finetune",
+) -> dict:
+    """Train encoder + Linear(embed, classes) end to end; train accuracy per epoch, then test.
+
+    The encoder is copied, so the caller's stays as it was. With `min_steps`, small label sets
+    get more epochs so that every arm of a comparison takes the same number of steps.
+    """
+    model = Classifier(copy.deepcopy(encoder), train.num_classes).to(device)
+    aug = preset(cfg.augment)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
+    epochs = max(cfg.epochs, math.ceil(cfg.min_steps / steps_per_epoch))
+    total = epochs * steps_per_epoch
+    generator = torch.Generator(device).manual_seed(cfg.seed)
+    images, labels = train.images.to(device), train.labels.to(device)
+    started, step, train_accuracy = time.perf_counter(), 0, []
+    model.train()
+    for epoch in range(epochs):
+        order = epoch_order(len(train), cfg.seed, epoch).to(device)
+        correct = torch.zeros((), device=device, dtype=torch.int64)
+        bar = tqdm(range(steps_per_epoch), desc=f"{label} {epoch + 1}/{epochs}", leave=False,
+                   file=sys.stderr, disable=None, mininterval=0.5)
+        for i in bar:
+            idx = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]
+            if cfg.schedule == "cosine":
+                for group in optimizer.param_groups:
+                    group["lr"] = cfg.lr * 0.5 * (1 + math.cos(math.pi * step / total))
+            logits = model(make_view(images[idx], aug, generator))
+            loss = F.cross_entropy(logits, labels[idx])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            correct += (logits.argmax(1) == labels[idx]).sum()
+            step += 1
+        train_accuracy.append(correct.item() / len(train))
+        if epochs <= 20 or epoch == epochs - 1:
+            log(f"{label} epoch {epoch + 1}/{epochs}  train accuracy {100 * train_accuracy[-1]:.2f}%")
+    test_accuracy = accuracy(model, test, aug, device)
+    return {
+        "train_accuracy": train_accuracy,
+        "test_accuracy": test_accuracy,
+        "epochs": epochs,
+        "steps": total,
+        "seconds": round(time.perf_counter() - started, 3),
+        "model": model,
+    }
+
+
+def linear_probe(
+    encoder: torch.nn.Module, train: ImageSet, test: ImageSet, cfg: LinearProbeConfig,
+    aug: Augmentation, device: torch.device, seed: int = 0,
+) -> dict:
+    """A linear classifier on frozen, standardised features (features computed once)."""
+    started = time.perf_counter()
+    train_x = extract_features(encoder, train.images, aug, device)
+    test_x = extract_features(encoder, test.images, aug, device)
+    mean, std = train_x.mean(0), train_x.std(0) + 1e-6
+    train_x, test_x = (train_x - mean) / std, (test_x - mean) / std
+    train_y, test_y = train.labels.to(device), test.labels.to(device)
+    torch.manual_seed(seed)
+    linear = torch.nn.Linear(train_x.shape[1], train.num_classes).to(device)
+    optimizer = torch.optim.Adam(linear.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps_per_epoch = math.ceil(len(train_x) / cfg.batch_size)
+    total = cfg.epochs * steps_per_epoch
+    step = 0
+    for epoch in range(cfg.epochs):
+        order = epoch_order(len(train_x), seed, epoch).to(device)
+        for i in range(steps_per_epoch):
+            idx = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]
+            for group in optimizer.param_groups:
+                group["lr"] = cfg.lr * 0.5 * (1 + math.cos(math.pi * step / total))
+            loss = F.cross_entropy(linear(train_x[idx]), train_y[idx])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step += 1
+    with torch.inference_mode():
+        train_acc = (linear(train_x).argmax(1) == train_y).float().mean().item()
+        test_acc = (linear(test_x).argmax(1) == test_y).float().mean().item()
+    return {"train_accuracy": train_acc, "test_accuracy": test_acc,
+            "seconds": round(time.perf_counter() - started, 3)}
+
+
+def few_label_comparison(
+    encoder: torch.nn.Module, scratch: torch.nn.Module, train: ImageSet, test: ImageSet,
+    labels: int, seeds: int, cfg: FinetuneConfig, device: torch.device, log=print,
+) -> dict:
+    """Fine-tune the pretrained encoder and a freshly initialised one on the same stratified
+    label subsets, with the same steps and augmentation; mean and std over label seeds."""
+    pretrained_acc, scratch_acc = [], []
+    for seed in range(seeds):
+        subset = train.subset(stratified_subset(train.labels, labels, seed))
+        run_cfg = FinetuneConfig(**{**cfg.__dict__, "seed": seed})
+        quiet = lambda *_: None  # noqa: E731
+        pretrained_acc.append(finetune(encoder, subset, test, run_cfg, device, quiet, "pretrained")["test_accuracy"])
+        scratch_acc.append(finetune(scratch, subset, test, run_cfg, device, quiet, "scratch")["test_accuracy"])
+        log(f"{labels} labels, seed {seed}: pretrained {100 * pretrained_acc[-1]:.2f}%, "
+            f"from scratch {100 * scratch_acc[-1]:.2f}%")
+
+    def spread(values: list[float]) -> float:
+        return statistics.stdev(values) if len(values) > 1 else 0.0
+
+    return {
+        "labels": labels, "seeds": seeds,
+        "pretrained": statistics.fmean(pretrained_acc), "pretrained_std": spread(pretrained_acc),
+        "scratch": statistics.fmean(scratch_acc), "scratch_std": spread(scratch_acc),
+    }

@@ -1,0 +1,233 @@
+"""The pretraining loop. It knows data, views, a method, an optimizer and a run directory, and
+nothing specific to any method or data set.
+
+Resuming is exact: the epoch order is a pure function of (seed, epoch), the augmentation draws
+from a generator saved in the checkpoint, and every other RNG state is saved too.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from pretext.augment import make_views, preset
+from pretext.checkpoint import (
+    load_checkpoint,
+    load_state_checked,
+    save_checkpoint,
+    write_json,
+    write_jsonl,
+    write_text_atomic,
+)
+from pretext.config import PretrainConfig, load_pretrain_config, resolve_device, validate
+from pretext.data import epoch_order, load_dataset
+from pretext.errors import PretextError
+from pretext.methods import build_method
+from pretext.models import build_encoder
+
+CHECKPOINT = Path("checkpoints") / "last.pt"
+
+
+def prepare_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse to write over an earlier run unless told to resume or overwrite."""
+    if resume:
+        if not (out / CHECKPOINT).is_file():
+            raise PretextError(f"--resume: no checkpoint at {out / CHECKPOINT}")
+        return
+    if out.exists() and not out.is_dir():
+        raise PretextError(f"--out {out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise PretextError(f"--out {out} already holds files: pass --resume to continue or --overwrite")
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def learning_rate(cfg: PretrainConfig, step: int, total: int, steps_per_epoch: int) -> float:
+    warmup = int(cfg.warmup_epochs * steps_per_epoch)
+    if step < warmup:
+        return cfg.lr * (step + 1) / warmup
+    if cfg.schedule == "constant":
+        return cfg.lr
+    progress = (step - warmup) / max(1, total - warmup)
+    return cfg.lr * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+class LARS(torch.optim.Optimizer):
+    """SGD with momentum and layer-wise trust ratios (You et al., 2017); biases and norms skip
+    the adaptation and the weight decay, as in SimCLR."""
+
+    def __init__(self, params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0,
+                 trust: float = 0.001) -> None:
+        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay, trust=trust))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                grad = p.grad
+                if p.ndim > 1:
+                    grad = grad.add(p, alpha=group["weight_decay"])
+                    w_norm, g_norm = torch.linalg.norm(p), torch.linalg.norm(grad)
+                    ratio = torch.where(
+                        (w_norm > 0) & (g_norm > 0), group["trust"] * w_norm / g_norm, torch.ones_like(w_norm)
+                    )
+                    grad = grad * ratio
+                buf = self.state[p].setdefault("momentum", torch.zeros_like(p))
+                buf.mul_(group["momentum"]).add_(grad)
+                p.add_(buf, alpha=-group["lr"])
+
+
+def build_optimizer(cfg: PretrainConfig, params) -> torch.optim.Optimizer:
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
+    return LARS(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def rng_state(aug_gen: torch.Generator) -> dict:
+    np_state = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "augment": aug_gen.get_state(),
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
+        "python": list(random.getstate()),
+    }
+
+
+def restore_rng(state: dict, aug_gen: torch.Generator) -> None:
+    torch.set_rng_state(state["torch"])
+    aug_gen.set_state(state["augment"])
+    kind, keys, *rest = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), *rest))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+
+
+def pretrain(cfg: PretrainConfig, log=print) -> dict:
+    """Pretrain an encoder without labels; writes config, metrics and checkpoints to cfg.out.
+
+    Returns the summary that `metrics.json` records under "pretrain".
+    """
+    validate(cfg)
+    out = Path(cfg.out)
+    device = resolve_device(cfg.device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    data = load_dataset(cfg.dataset, "train", cfg.data_dir, cfg.skip_bad_files).first(cfg.limit_train)
+    if cfg.batch_size > len(data):
+        raise PretextError(f"--batch-size {cfg.batch_size} is larger than the data set ({len(data)} images)")
+    prepare_run_dir(out, cfg.resume, cfg.overwrite)
+
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    encoder = build_encoder(cfg.encoder, data.images.shape[1], data.images.shape[-1])
+    method = build_method(
+        cfg.method, encoder, temperature=cfg.temperature,
+        projection_hidden=cfg.projection_hidden, projection_dim=cfg.projection_dim,
+    ).to(device)
+    optimizer = build_optimizer(cfg, method.parameters())
+    aug = preset(cfg.augment)
+    aug_gen = torch.Generator(device).manual_seed(cfg.seed)
+    images = data.images.to(device)
+
+    steps_per_epoch = len(data) // cfg.batch_size
+    total_steps = steps_per_epoch * cfg.epochs
+    step, history, partial = 0, [], {"loss_sum": 0.0, "seconds": 0.0}
+    if cfg.resume:
+        state = load_checkpoint(out / CHECKPOINT, device)
+        load_state_checked(method.encoder, state["encoder"], "encoder")
+        load_state_checked(method.head, state["head"], "projection head")
+        optimizer.load_state_dict(state["optimizer"])
+        restore_rng(state["rng"], aug_gen)
+        step, history, partial = state["step"], state["history"], state["partial"]
+        log(f"resuming {out} at step {step} (epoch {step // steps_per_epoch + 1})")
+    else:
+        write_text_atomic(out / "config.json", json.dumps({"pretrain": asdict(cfg)}, indent=2) + "\n")
+
+    def checkpoint(loss_sum: float, seconds: float) -> None:
+        save_checkpoint(out / CHECKPOINT, {
+            "encoder": method.encoder.state_dict(), "head": method.head.state_dict(),
+            "optimizer": optimizer.state_dict(), "rng": rng_state(aug_gen),
+            "epoch": step // steps_per_epoch, "step": step, "history": history,
+            "partial": {"loss_sum": loss_sum, "seconds": seconds},
+            "config": asdict(cfg),
+        })
+
+    method.train()
+    for epoch in range(step // steps_per_epoch, cfg.epochs):
+        order = epoch_order(len(data), cfg.seed, epoch).to(device)
+        first = step - epoch * steps_per_epoch
+        loss_sum = torch.tensor(partial["loss_sum"], device=device, dtype=torch.float64)
+        seconds_before, started = partial["seconds"], time.perf_counter()
+        first_bad = torch.tensor(-1, device=device)
+        bar = tqdm(range(first, steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                   leave=False, file=sys.stderr, disable=None, mininterval=0.5)
+        for i in bar:
+            batch = images[order[i * cfg.batch_size : (i + 1) * cfg.batch_size]]
+            views = make_views(batch, aug, aug_gen)
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(cfg, step, total_steps, steps_per_epoch)
+            loss = method(views)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            method.after_step((step + 1) / total_steps)
+            loss = loss.detach()
+            loss_sum += loss
+            first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss), step, first_bad)
+            step += 1
+            if step % cfg.log_every == 0 or i == steps_per_epoch - 1:
+                check_finite(first_bad, out)
+                bar.set_postfix(loss=f"{loss.item():.4f}")
+            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and i < steps_per_epoch - 1:
+                check_finite(first_bad, out)
+                checkpoint(loss_sum.item(), seconds_before + time.perf_counter() - started)
+        bar.close()
+        seconds = seconds_before + time.perf_counter() - started
+        row = {"epoch": epoch + 1, "step": step, "loss": loss_sum.item() / steps_per_epoch,
+               "lr": optimizer.param_groups[0]["lr"], "seconds": round(seconds, 3)}
+        history.append(row)
+        partial = {"loss_sum": 0.0, "seconds": 0.0}
+        log(f"epoch {epoch + 1}/{cfg.epochs}  loss {row['loss']:.4f}  ({seconds:.1f}s)")
+        checkpoint(0.0, 0.0)
+        write_jsonl(out / "metrics.jsonl", history)
+
+    summary = {
+        "epochs": cfg.epochs,
+        "final_loss": history[-1]["loss"],
+        "seconds": round(sum(row["seconds"] for row in history), 3),
+    }
+    write_json(out / "pretrain.json", summary)
+    return summary
+
+
+def check_finite(first_bad: torch.Tensor, out: Path) -> None:
+    bad = int(first_bad)
+    if bad >= 0:
+        raise PretextError(
+            f"the loss became NaN or infinite at step {bad + 1}; stopped. The last good checkpoint "
+            f"is kept in {out / CHECKPOINT} (try a lower --lr or a higher --temperature)"
+        )
+
+
+def load_encoder(run_dir: str | Path, device: torch.device | str = "cpu") -> torch.nn.Module:
+    """The pretrained encoder of a run directory, from checkpoints/last.pt (weights only)."""
+    run_dir = Path(run_dir)
+    cfg = load_pretrain_config(run_dir)
+    state = load_checkpoint(run_dir / CHECKPOINT, device)
+    channels = state["encoder"][next(iter(state["encoder"]))].shape[1]
+    encoder = build_encoder(cfg.encoder, channels)
+    load_state_checked(encoder, state["encoder"], "encoder")
+    return encoder.to(device)

@@ -1,0 +1,76 @@
+import torch
+
+from pretext.augment import PRESETS, augment, cutout, make_view, make_views, preset, random_affine, to_unit
+
+
+def batch(n=64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (n, 1, 28, 28), generator=g, dtype=torch.uint8)
+
+
+def test_seed_preset_is_patch_then_quarter_turn_on_0_255():
+    images = torch.zeros(256, 1, 28, 28, dtype=torch.uint8)
+    first, second = make_views(images, preset("seed"), torch.Generator().manual_seed(0))
+    assert torch.equal(first, images.float())  # the untouched image, as in the original
+    # On a black image the view is exactly one 9x9 patch of 255/2, anywhere after the turn.
+    grey = second == 127.5
+    assert (grey.sum(dim=(1, 2, 3)) == 81).all()
+    assert set(second.unique().tolist()) == {0.0, 127.5}
+
+
+def test_cutout_positions_cover_0_to_19_independently_per_image():
+    x = torch.zeros(4000, 1, 28, 28)
+    out = cutout(x, 9, 0.5, torch.Generator().manual_seed(1))
+    rows = (out[:, 0] > 0).any(dim=2).float().argmax(dim=1)
+    cols = (out[:, 0] > 0).any(dim=1).float().argmax(dim=1)
+    assert set(rows.tolist()) == set(range(20)) and set(cols.tolist()) == set(range(20))
+    # Roughly uniform: every position is drawn about 4000/20 = 200 times.
+    assert torch.bincount(rows, minlength=20).min() > 120
+    assert abs(torch.corrcoef(torch.stack([rows.float(), cols.float()]))[0, 1]) < 0.1
+
+
+def test_rotation_is_a_quarter_turn_of_the_original():
+    images = batch(8)
+    aug = PRESETS["seed"].__class__(rotate90=True)
+    out = augment(to_unit(images), aug, torch.Generator().manual_seed(0))
+    assert torch.equal(out, torch.rot90(to_unit(images), 1, [-2, -1]))
+
+
+def test_default_views_differ_per_image_and_per_call_and_stay_in_range():
+    images = batch(32)
+    aug = preset("default")
+    gen = torch.Generator().manual_seed(0)
+    v1, v2 = make_views(images, aug, gen)
+    v3, _ = make_views(images, aug, gen)
+    assert v1.shape == v2.shape == (32, 1, 28, 28) and v1.dtype == torch.float32
+    assert not torch.equal(v1, v2) and not torch.equal(v1, v3)
+    low, high = (0 - aug.mean) / aug.std, (1 - aug.mean) / aug.std
+    assert v1.min() >= low - 1e-5 and v1.max() <= high + 1e-5
+
+
+def test_same_generator_state_gives_same_views():
+    images = batch(16)
+    a = make_views(images, preset("default"), torch.Generator().manual_seed(7))
+    b = make_views(images, preset("default"), torch.Generator().manual_seed(7))
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+def test_identity_affine_keeps_the_image():
+    x = to_unit(batch(4))
+    out = random_affine(x, torch.Generator().manual_seed(0), 0.0, 0.0, (1.0, 1.0), 0.0)
+    assert torch.allclose(out, x, atol=1e-5)
+
+
+def test_affine_moves_mass_but_keeps_it_roughly():
+    x = torch.zeros(512, 1, 28, 28)
+    x[:, :, 10:18, 10:18] = 1.0
+    out = random_affine(x, torch.Generator().manual_seed(0), 20, 0.1, (0.9, 1.1), 10)
+    ratio = out.sum(dim=(1, 2, 3)) / x.sum(dim=(1, 2, 3))
+    assert 0.6 < ratio.mean() < 1.4
+    centre = (out[:, 0] * torch.arange(28.0).view(1, 28, 1)).sum(dim=(1, 2)) / out.sum(dim=(1, 2, 3))
+    assert centre.std() > 0.5  # translations differ per image
+
+
+def test_one_view_for_supervised_training():
+    out = make_view(batch(4), preset("light"), torch.Generator().manual_seed(0))
+    assert out.shape == (4, 1, 28, 28)

@@ -1,0 +1,144 @@
+import gzip
+
+import numpy as np
+import pytest
+import torch
+from conftest import mnist_dir, needs_mnist, write_idx
+
+from pretext import PretextError
+from pretext.data import load_dataset, shard, stratified_subset
+from pretext.data.idx import read_idx, read_idx_pair
+
+
+def test_reads_gzip_and_raw_idx(tmp_path):
+    array = np.arange(2 * 28 * 28).reshape(2, 28, 28) % 256
+    gz = write_idx(tmp_path / "a.gz", array, 2051)
+    raw = write_idx(tmp_path / "a", array, 2051, compress=False)
+    for path in (gz, raw):
+        out = read_idx(path, 2051)
+        assert out.dtype == torch.uint8 and out.shape == (2, 28, 28)
+        assert torch.equal(out, torch.from_numpy(array.astype(np.uint8)))
+
+
+def test_wrong_magic_names_the_file(tmp_path):
+    path = write_idx(tmp_path / "labels.gz", np.zeros(3), 2049)
+    with pytest.raises(PretextError, match=r"labels\.gz has IDX magic 2049, expected 2051"):
+        read_idx(path, 2051)
+
+
+def test_truncated_gzip_and_truncated_body(tmp_path):
+    path = write_idx(tmp_path / "img.gz", np.zeros((4, 28, 28)), 2051)
+    cut = tmp_path / "cut.gz"
+    cut.write_bytes(path.read_bytes()[:-20])
+    with pytest.raises(PretextError, match="cut.gz is a truncated or corrupt gzip"):
+        read_idx(cut, 2051)
+    short = tmp_path / "short.gz"
+    short.write_bytes(gzip.compress(gzip.decompress(path.read_bytes())[:-5]))
+    with pytest.raises(PretextError, match="short.gz.*truncated"):
+        read_idx(short, 2051)
+
+
+def test_image_and_label_counts_must_agree(tmp_path):
+    images = write_idx(tmp_path / "i.gz", np.zeros((5, 28, 28)), 2051)
+    labels = write_idx(tmp_path / "l.gz", np.zeros(4), 2049)
+    with pytest.raises(PretextError, match="5 images but .* 4 labels"):
+        read_idx_pair(images, labels)
+
+
+def test_named_set_from_data_dir_option_and_environment(tiny_data, monkeypatch):
+    data = load_dataset("mnist", "train", data_dir=tiny_data)
+    assert data.images.shape == (64, 1, 28, 28) and data.images.dtype == torch.uint8
+    assert data.labels.dtype == torch.int64 and data.num_classes == 10
+    monkeypatch.setenv("PRETEXT_DATA_DIR", str(tiny_data))
+    assert len(load_dataset("mnist", "test")) == 32
+
+
+def test_missing_data_says_where_it_looked(tmp_path, monkeypatch):
+    monkeypatch.delenv("PRETEXT_DATA_DIR", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    with pytest.raises(PretextError, match=r"mnist not found \(looked in .*nowhere.*--data-dir"):
+        load_dataset("mnist", data_dir=tmp_path / "nowhere")
+
+
+def test_labels_out_of_range(tmp_path):
+    folder = tmp_path / "mnist"
+    folder.mkdir()
+    write_idx(folder / "train-images-idx3-ubyte.gz", np.zeros((3, 28, 28)), 2051)
+    write_idx(folder / "train-labels-idx1-ubyte.gz", np.array([1, 2, 12]), 2049)
+    with pytest.raises(PretextError, match="label 12 is out of range"):
+        load_dataset("mnist", data_dir=tmp_path)
+
+
+@needs_mnist
+def test_real_mnist_matches_its_readme():
+    train = load_dataset("mnist", "train", mnist_dir())
+    test = load_dataset("mnist", "test", mnist_dir())
+    assert train.images.shape == (60000, 1, 28, 28) and len(test) == 10000
+    assert train.labels[:10].tolist() == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]
+    assert test.labels[:10].tolist() == [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]
+
+
+def test_digits_works_offline():
+    train, test = load_dataset("digits"), load_dataset("digits", "test")
+    assert train.images.shape[1:] == (1, 28, 28) and len(train) + len(test) == 1797
+    assert train.num_classes == 10
+
+
+def test_npz_and_folders(tmp_path):
+    from PIL import Image
+
+    images = np.random.default_rng(0).integers(0, 255, (6, 12, 12), dtype=np.uint8)
+    np.savez(tmp_path / "set.npz", images=images, labels=np.arange(6) % 3)
+    data = load_dataset(tmp_path / "set.npz")
+    assert data.images.shape == (6, 1, 12, 12) and data.labels.tolist() == [0, 1, 2, 0, 1, 2]
+
+    for cls in ("cat", "dog"):
+        (tmp_path / "labelled" / cls).mkdir(parents=True)
+        for i in range(2):
+            Image.fromarray(images[i]).save(tmp_path / "labelled" / cls / f"{i}.png")
+    (tmp_path / "labelled" / "dog" / "notes.txt").write_text("not an image")
+    with pytest.warns(UserWarning, match="notes.txt"):
+        labelled = load_dataset(tmp_path / "labelled")
+    assert labelled.labels.tolist() == [0, 0, 1, 1]
+    with pytest.raises(PretextError, match="notes.txt is not a readable image"):
+        load_dataset(tmp_path / "labelled", skip_bad_files=False)
+
+    (tmp_path / "flat").mkdir()
+    Image.fromarray(images[0]).save(tmp_path / "flat" / "a.png")
+    flat = load_dataset(tmp_path / "flat")
+    assert flat.labels is None and flat.images.shape == (1, 1, 12, 12)
+
+
+def test_empty_folder_and_unknown_name(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(PretextError, match="no readable images"):
+        load_dataset(tmp_path / "empty")
+    with pytest.raises(PretextError, match="unknown data set"):
+        load_dataset("imagenet-9000")
+
+
+@pytest.mark.parametrize("count", [10, 100, 605, 1000])
+def test_stratified_subset_is_exact_balanced_and_seeded(count):
+    labels = torch.arange(3000) % 10
+    a = stratified_subset(labels, count, seed=1)
+    assert len(a) == count and len(set(a.tolist())) == count
+    per_class = torch.bincount(labels[a], minlength=10)
+    assert per_class.max() - per_class.min() <= 1
+    assert torch.equal(a, stratified_subset(labels, count, seed=1))
+    assert not torch.equal(a, stratified_subset(labels, count, seed=2))
+
+
+def test_stratified_subset_errors():
+    labels = torch.arange(100) % 10
+    with pytest.raises(PretextError):
+        stratified_subset(labels, 5, 0)
+    with pytest.raises(PretextError):
+        stratified_subset(labels, 101, 0)
+
+
+def test_shards_are_disjoint_and_cover_whole_batches():
+    order = torch.randperm(100)
+    parts = [shard(order, r, 2, 8) for r in range(2)]
+    assert len(parts[0]) == len(parts[1]) == 48
+    assert not set(parts[0].tolist()) & set(parts[1].tolist())
+    assert set(parts[0].tolist()) | set(parts[1].tolist()) == set(order[:96].tolist())

@@ -1,0 +1,52 @@
+import math
+
+import pytest
+import torch
+
+from pretext.losses import nt_xent
+
+
+def reference_nt_xent(z1, z2, t):
+    """The formula as written: l(i,j) = -log(exp(s_ij/t) / sum_{k != i} exp(s_ik/t)), mean over 2N."""
+    z = torch.cat([z1, z2]).double()
+    n2 = len(z)
+    n = n2 // 2
+    total = 0.0
+    for i in range(n2):
+        j = (i + n) % n2
+        sim = [float(torch.nn.functional.cosine_similarity(z[i], z[k], dim=0)) for k in range(n2)]
+        denominator = sum(math.exp(sim[k] / t) for k in range(n2) if k != i)
+        total += -math.log(math.exp(sim[j] / t) / denominator)
+    return total / n2
+
+
+@pytest.mark.parametrize("n,d,t", [(2, 3, 0.5), (5, 8, 0.5), (7, 16, 0.1), (32, 100, 0.5), (3, 4, 2.0)])
+def test_matches_reference_formula(n, d, t):
+    z1, z2 = torch.randn(n, d), torch.randn(n, d)
+    assert float(nt_xent(z1, z2, t)) == pytest.approx(reference_nt_xent(z1, z2, t), abs=1e-5)
+
+
+def test_hand_computed_value():
+    # Two images, orthogonal unit embeddings: each anchor sees its positive at cos 1 and two
+    # negatives at cos 0, so l = -log(e^2 / (e^2 + 2)) at t = 0.5.
+    z1 = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    expected = -math.log(math.exp(2) / (math.exp(2) + 2))
+    assert float(nt_xent(z1, z1.clone(), 0.5)) == pytest.approx(expected, abs=1e-6)
+
+
+def test_scale_invariant_and_stable_at_small_temperature():
+    z1, z2 = torch.randn(8, 4), torch.randn(8, 4)
+    assert float(nt_xent(z1 * 100, z2, 0.5)) == pytest.approx(float(nt_xent(z1, z2, 0.5)), abs=1e-5)
+    assert torch.isfinite(nt_xent(z1, z2, 1e-4))
+
+
+def test_gradient_flows_to_both_views():
+    z1, z2 = torch.randn(4, 3, requires_grad=True), torch.randn(4, 3, requires_grad=True)
+    nt_xent(z1, z2).backward()
+    assert z1.grad.abs().sum() > 0 and z2.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("n,t", [(1, 0.5), (4, 0.0), (4, -1.0)])
+def test_rejects_batch_of_one_and_bad_temperature(n, t):
+    with pytest.raises(ValueError):
+        nt_xent(torch.randn(n, 3), torch.randn(n, 3), t)
