@@ -7,7 +7,8 @@ from pretext.losses import nt_xent
 
 
 def reference_nt_xent(z1, z2, t):
-    """The formula as written: l(i,j) = -log(exp(s_ij/t) / sum_{k != i} exp(s_ik/t)), mean over 2N."""
+    """The formula as written, mean over 2N anchors:
+    l(i,j) = -log(exp(s_ij/t) / sum_{k != i} exp(s_ik/t))."""
     z = torch.cat([z1, z2]).double()
     n2 = len(z)
     n = n2 // 2
@@ -20,7 +21,9 @@ def reference_nt_xent(z1, z2, t):
     return total / n2
 
 
-@pytest.mark.parametrize("n,d,t", [(2, 3, 0.5), (5, 8, 0.5), (7, 16, 0.1), (32, 100, 0.5), (3, 4, 2.0)])
+@pytest.mark.parametrize(
+    "n,d,t", [(2, 3, 0.5), (5, 8, 0.5), (7, 16, 0.1), (32, 100, 0.5), (3, 4, 2.0)]
+)
 def test_matches_reference_formula(n, d, t):
     z1, z2 = torch.randn(n, d), torch.randn(n, d)
     assert float(nt_xent(z1, z2, t)) == pytest.approx(reference_nt_xent(z1, z2, t), abs=1e-5)

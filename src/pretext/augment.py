@@ -39,10 +39,20 @@ class Augmentation:
 PRESETS: dict[str, Augmentation] = {
     "seed": Augmentation(pixel_scale=255.0, keep_first_view=True, cutout_size=9, rotate90=True),
     "default": Augmentation(
-        mean=0.1307, std=0.3081, degrees=20, translate=0.12, scale=(0.75, 1.15), shear=15,
-        contrast=0.4, erase_p=0.5, noise_p=0.5, noise_std=0.15,
+        mean=0.1307,
+        std=0.3081,
+        degrees=20,
+        translate=0.12,
+        scale=(0.75, 1.15),
+        shear=15,
+        contrast=0.4,
+        erase_p=0.5,
+        noise_p=0.5,
+        noise_std=0.15,
     ),
-    "light": Augmentation(mean=0.1307, std=0.3081, degrees=12, translate=0.1, scale=(0.9, 1.1), shear=8),
+    "light": Augmentation(
+        mean=0.1307, std=0.3081, degrees=12, translate=0.1, scale=(0.9, 1.1), shear=8
+    ),
     "none": Augmentation(mean=0.1307, std=0.3081),
     "seed-none": Augmentation(pixel_scale=255.0),
 }
@@ -54,7 +64,9 @@ def preset(name: str) -> Augmentation:
     return PRESETS[name]
 
 
-def uniform(n: int, low: float, high: float, gen: torch.Generator, device: torch.device) -> torch.Tensor:
+def uniform(
+    n: int, low: float, high: float, gen: torch.Generator, device: torch.device
+) -> torch.Tensor:
     return low + (high - low) * torch.rand(n, generator=gen, device=device)
 
 
@@ -91,8 +103,12 @@ def cutout(x: torch.Tensor, size: int, fill: float, gen: torch.Generator) -> tor
 
 
 def random_affine(
-    x: torch.Tensor, gen: torch.Generator, degrees: float, translate: float,
-    scale: tuple[float, float], shear: float,
+    x: torch.Tensor,
+    gen: torch.Generator,
+    degrees: float,
+    translate: float,
+    scale: tuple[float, float],
+    shear: float,
 ) -> torch.Tensor:
     """Rotation, shear, zoom and shift in one grid_sample; outside pixels become 0 (background)."""
     n, device = x.shape[0], x.device

@@ -63,9 +63,13 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise PretextError(f"refused to load {path}: it is not a plain weights file ({first})") from None
+        raise PretextError(
+            f"refused to load {path}: it is not a plain weights file ({first})"
+        ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise PretextError(f"{path} is not a readable checkpoint ({type(exc).__name__}: {exc})") from None
+        raise PretextError(
+            f"{path} is not a readable checkpoint ({type(exc).__name__}: {exc})"
+        ) from None
     if not isinstance(state, dict) or "encoder" not in state:
         raise PretextError(f"{path} is not a pretext checkpoint (no 'encoder' entry)")
     return state

@@ -13,9 +13,14 @@ from pretext.errors import PretextError
 
 
 def add_data_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", default=None, help="mnist, fashion-mnist, digits, a folder or an .npz")
-    p.add_argument("--data-dir", default=None,
-                   help="folder holding <dataset>/ IDX files (default: $PRETEXT_DATA_DIR, ~/.cache/pretext)")
+    p.add_argument(
+        "--dataset", default=None, help="mnist, fashion-mnist, digits, a folder or an .npz"
+    )
+    p.add_argument(
+        "--data-dir",
+        default=None,
+        help="folder holding <dataset>/ IDX files (default: $PRETEXT_DATA_DIR, ~/.cache/pretext)",
+    )
     p.add_argument("--limit-train", type=int, default=None, help="use the first N training images")
     p.add_argument("--device", default=None, help="auto, cpu or cuda")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
@@ -37,36 +42,78 @@ def add_pretrain_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--temperature", type=float, default=None)
     p.add_argument("--projection-dim", type=int, default=None, help="0: no projection head")
     p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--checkpoint-every", type=int, default=None, help="also checkpoint every N steps")
-    p.add_argument("--resume", action="store_true", default=None, help="continue RUN_DIR's checkpoint")
+    p.add_argument(
+        "--checkpoint-every", type=int, default=None, help="also checkpoint every N steps"
+    )
+    p.add_argument(
+        "--resume", action="store_true", default=None, help="continue RUN_DIR's checkpoint"
+    )
     p.add_argument("--overwrite", action="store_true", default=None, help="replace an existing run")
-    p.add_argument("--refuse-bad-files", action="store_true",
-                   help="stop at an unreadable image in a folder instead of skipping it")
+    p.add_argument(
+        "--refuse-bad-files",
+        action="store_true",
+        help="stop at an unreadable image in a folder instead of skipping it",
+    )
 
 
 def add_finetune_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--finetune-epochs", type=int, default=None)
     p.add_argument("--finetune-lr", type=float, default=None)
     p.add_argument("--finetune-batch-size", type=int, default=None)
+    p.add_argument(
+        "--min-steps",
+        type=int,
+        default=None,
+        help="fine-tuning steps at least (small label sets get more epochs)",
+    )
+    p.add_argument(
+        "--few-labels", type=int, default=None, help="label count of the few-label check"
+    )
+    p.add_argument("--few-label-seeds", type=int, default=None)
 
 
 def run_config(args: argparse.Namespace) -> RunConfig:
     base = recipe(args.recipe)
     dataset = args.dataset or base.pretrain.dataset
     pre = override(
-        base.pretrain, dataset=dataset, data_dir=args.data_dir, out=args.out or f"runs/{dataset}",
-        method=args.method, encoder=args.encoder, augment=args.augment, epochs=args.epochs,
-        batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
-        weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs, schedule=args.schedule,
-        temperature=args.temperature, projection_dim=args.projection_dim, seed=args.seed,
-        limit_train=args.limit_train, device=args.device, threads=args.threads,
-        checkpoint_every=args.checkpoint_every, resume=args.resume, overwrite=args.overwrite,
+        base.pretrain,
+        dataset=dataset,
+        data_dir=args.data_dir,
+        out=args.out or f"runs/{dataset}",
+        method=args.method,
+        encoder=args.encoder,
+        augment=args.augment,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        optimizer=args.optimizer,
+        weight_decay=args.weight_decay,
+        warmup_epochs=args.warmup_epochs,
+        schedule=args.schedule,
+        temperature=args.temperature,
+        projection_dim=args.projection_dim,
+        seed=args.seed,
+        limit_train=args.limit_train,
+        device=args.device,
+        threads=args.threads,
+        checkpoint_every=args.checkpoint_every,
+        resume=args.resume,
+        overwrite=args.overwrite,
         skip_bad_files=not args.refuse_bad_files,
     )
-    ft = override(base.finetune, epochs=getattr(args, "finetune_epochs", None),
-                  lr=getattr(args, "finetune_lr", None),
-                  batch_size=getattr(args, "finetune_batch_size", None), seed=pre.seed)
-    return replace(base, pretrain=pre, finetune=ft)
+    ft = override(
+        base.finetune,
+        epochs=getattr(args, "finetune_epochs", None),
+        lr=getattr(args, "finetune_lr", None),
+        batch_size=getattr(args, "finetune_batch_size", None),
+        min_steps=getattr(args, "min_steps", None),
+        seed=pre.seed,
+    )
+    return override(
+        replace(base, pretrain=pre, finetune=ft),
+        few_labels=getattr(args, "few_labels", None),
+        few_label_seeds=getattr(args, "few_label_seeds", None),
+    )
 
 
 def cmd_pretrain(args) -> None:
@@ -86,15 +133,28 @@ def cmd_finetune(args) -> None:
     from pretext.config import load_pretrain_config
 
     base = recipe(args.recipe).finetune
-    cfg: FinetuneConfig = override(base, epochs=args.finetune_epochs or args.epochs, lr=args.lr,
-                                   batch_size=args.batch_size, seed=args.seed)
+    cfg: FinetuneConfig = override(
+        base,
+        epochs=args.finetune_epochs or args.epochs,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        min_steps=args.min_steps,
+        seed=args.seed,
+    )
     dataset, data_dir, encoder = args.dataset, args.data_dir, args.encoder
     if args.out and not args.from_scratch:
         saved = load_pretrain_config(args.out)
         dataset, data_dir = dataset or saved.dataset, data_dir or saved.data_dir
     finetune_command(
-        args.out, dataset or "mnist", data_dir, cfg, labels=args.labels, from_scratch=args.from_scratch,
-        encoder=encoder or "cnn", device=args.device or "auto", limit_train=args.limit_train,
+        args.out,
+        dataset or "mnist",
+        data_dir,
+        cfg,
+        labels=args.labels,
+        from_scratch=args.from_scratch,
+        encoder=encoder or "cnn",
+        device=args.device or "auto",
+        limit_train=args.limit_train,
     )
 
 
@@ -107,12 +167,16 @@ def cmd_evaluate(args) -> None:
 def cmd_augment(args) -> None:
     from pretext.commands import augment_grid
 
-    path = augment_grid(args.dataset or "mnist", args.data_dir, args.out, args.augment, seed=args.seed)
+    path = augment_grid(
+        args.dataset or "mnist", args.data_dir, args.out, args.augment, seed=args.seed
+    )
     print(f"wrote {path}")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pretext", description="Self-supervised pretraining of image encoders.")
+    parser = argparse.ArgumentParser(
+        prog="pretext", description="Self-supervised pretraining of image encoders."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("pretrain", help="pretrain an encoder without labels")
@@ -132,11 +196,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--recipe", default="default")
     p.add_argument("--encoder", default=None, help="encoder for --from-scratch (default cnn)")
     p.add_argument("--labels", type=int, default=None, help="use a stratified subset of N labels")
-    p.add_argument("--from-scratch", action="store_true", help="start from random weights (baseline)")
+    p.add_argument(
+        "--from-scratch", action="store_true", help="start from random weights (baseline)"
+    )
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--finetune-epochs", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--min-steps", type=int, default=None, help="train at least this many steps")
     p.add_argument("--seed", type=int, default=None)
     p.set_defaults(func=cmd_finetune)
 
@@ -164,6 +231,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pretext: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("pretext: interrupted; the last checkpoint is kept (continue with --resume)", file=sys.stderr)
+        print(
+            "pretext: interrupted; the last checkpoint is kept (continue with --resume)",
+            file=sys.stderr,
+        )
         return 130
     return 0

@@ -37,8 +37,14 @@ def labelled_splits(dataset: str, data_dir: str | None, limit_train: int | None)
     return train, test
 
 
-def encoder_for(run_dir: str | Path | None, encoder: str, from_scratch: bool, channels: int,
-                seed: int, device: torch.device) -> torch.nn.Module:
+def encoder_for(
+    run_dir: str | Path | None,
+    encoder: str,
+    from_scratch: bool,
+    channels: int,
+    seed: int,
+    device: torch.device,
+) -> torch.nn.Module:
     if from_scratch:
         torch.manual_seed(seed)
         return build_encoder(encoder, channels).to(device)
@@ -48,11 +54,19 @@ def encoder_for(run_dir: str | Path | None, encoder: str, from_scratch: bool, ch
 
 
 def finetune_command(
-    run_dir: str | Path | None, dataset: str = "mnist", data_dir: str | None = None,
-    cfg: FinetuneConfig = FinetuneConfig(), labels: int | None = None, from_scratch: bool = False,
-    encoder: str = "cnn", device: str = "auto", limit_train: int | None = None, log=print,
+    run_dir: str | Path | None,
+    dataset: str = "mnist",
+    data_dir: str | None = None,
+    cfg: FinetuneConfig | None = None,
+    labels: int | None = None,
+    from_scratch: bool = False,
+    encoder: str = "cnn",
+    device: str = "auto",
+    limit_train: int | None = None,
+    log=print,
 ) -> dict:
     """Fine-tune a run's encoder (or a fresh one) on labels; test accuracy of the last epoch."""
+    cfg = cfg or FinetuneConfig()
     dev = resolve_device(device)
     train, test = labelled_splits(dataset, data_dir, limit_train)
     if labels is not None:
@@ -70,8 +84,12 @@ def finetune_command(
 
 
 def evaluate_command(
-    run_dir: str | Path, dataset: str | None = None, data_dir: str | None = None,
-    cfg: RunConfig | None = None, device: str = "auto", log=print,
+    run_dir: str | Path,
+    dataset: str | None = None,
+    data_dir: str | None = None,
+    cfg: RunConfig | None = None,
+    device: str = "auto",
+    log=print,
 ) -> dict:
     """Linear probe and the few-label comparison for a run's saved encoder -> metrics.json."""
     from pretext.config import load_pretrain_config, recipe
@@ -87,11 +105,22 @@ def evaluate_command(
     log(f"linear probe test accuracy {100 * probe['test_accuracy']:.2f}%")
     torch.manual_seed(pre.seed + 1)
     scratch = build_encoder(pre.encoder, train.images.shape[1]).to(dev)
-    few = few_label_comparison(encoder, scratch, train, test, min(cfg.few_labels, len(train)),
-                               cfg.few_label_seeds, cfg.finetune, dev, log)
-    log(f"{few['labels']} labels: pretrained {100 * few['pretrained']:.2f}% "
+    few = few_label_comparison(
+        encoder,
+        scratch,
+        train,
+        test,
+        min(cfg.few_labels, len(train)),
+        cfg.few_label_seeds,
+        cfg.finetune,
+        dev,
+        log,
+    )
+    log(
+        f"{few['labels']} labels: pretrained {100 * few['pretrained']:.2f}% "
         f"+- {100 * few['pretrained_std']:.2f}, from scratch {100 * few['scratch']:.2f}% "
-        f"+- {100 * few['scratch_std']:.2f}")
+        f"+- {100 * few['scratch_std']:.2f}"
+    )
     return update_metrics(run_dir, linear_probe=probe, few_labels=few)
 
 
@@ -101,24 +130,45 @@ def run(cfg: RunConfig, log=print) -> dict:
     pre = cfg.pretrain
     summary = pretrain(pre, log)
     out = Path(pre.out)
-    update_metrics(out, dataset=pre.dataset, recipe=pre.recipe, method=pre.method,
-                   encoder=pre.encoder, pretrain=summary)
+    update_metrics(
+        out,
+        dataset=pre.dataset,
+        recipe=pre.recipe,
+        method=pre.method,
+        encoder=pre.encoder,
+        pretrain=summary,
+    )
     train = load_dataset(pre.dataset, "train", pre.data_dir)
     if train.labels is None:
         log("the data set has no labels: pretraining done, nothing to evaluate")
         return update_metrics(out)
-    ft = finetune_command(out, pre.dataset, pre.data_dir, replace(cfg.finetune, seed=pre.seed),
-                          device=pre.device, limit_train=pre.limit_train, log=log)
+    ft = finetune_command(
+        out,
+        pre.dataset,
+        pre.data_dir,
+        replace(cfg.finetune, seed=pre.seed),
+        device=pre.device,
+        limit_train=pre.limit_train,
+        log=log,
+    )
     metrics = evaluate_command(out, cfg=cfg, device=pre.device, log=log)
     metrics = update_metrics(out, seconds=round(time.perf_counter() - started, 1))
-    log(f"done in {metrics['seconds']:.0f}s: fine-tune {100 * ft['test_accuracy']:.2f}%, "
-        f"linear probe {100 * metrics['linear_probe']['test_accuracy']:.2f}%; see {out / 'metrics.json'}")
+    log(
+        f"done in {metrics['seconds']:.0f}s: fine-tune {100 * ft['test_accuracy']:.2f}%, "
+        f"linear probe {100 * metrics['linear_probe']['test_accuracy']:.2f}%; "
+        f"see {out / 'metrics.json'}"
+    )
     return metrics
 
 
 def augment_grid(
-    dataset: str = "mnist", data_dir: str | None = None, out: str | Path = "views.png",
-    augment: str = "default", images: int = 8, views: int = 6, seed: int = 0,
+    dataset: str = "mnist",
+    data_dir: str | None = None,
+    out: str | Path = "views.png",
+    augment: str = "default",
+    images: int = 8,
+    views: int = 6,
+    seed: int = 0,
 ) -> Path:
     """A PNG grid: each row one image, its original then `views` random views."""
     import matplotlib
@@ -135,8 +185,9 @@ def augment_grid(
         for view in make_views(batch, aug, gen):
             columns.append(((view * aug.std + aug.mean) / aug.pixel_scale).clamp(0, 1))
     columns = [columns[0], *columns[2 if aug.keep_first_view else 1 :][:views]]
-    fig, axes = plt.subplots(len(batch), len(columns), figsize=(1.1 * len(columns), 1.1 * len(batch)),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        len(batch), len(columns), figsize=(1.1 * len(columns), 1.1 * len(batch)), squeeze=False
+    )
     for r in range(len(batch)):
         for c, column in enumerate(columns):
             img = column[r].permute(1, 2, 0).squeeze(-1).numpy()
@@ -151,4 +202,3 @@ def augment_grid(
     fig.savefig(out, dpi=100)
     plt.close(fig)
     return out
-

@@ -81,10 +81,20 @@ RECIPES: dict[str, RunConfig] = {
     # 0-255 inputs, one untouched view paired with a cut-out-and-rotated one.
     "seed": RunConfig(
         pretrain=PretrainConfig(
-            recipe="seed", augment="seed", epochs=10, batch_size=32, lr=1e-4, weight_decay=0.0,
-            warmup_epochs=0.0, schedule="constant", temperature=0.5, projection_dim=0,
+            recipe="seed",
+            augment="seed",
+            epochs=10,
+            batch_size=32,
+            lr=1e-4,
+            weight_decay=0.0,
+            warmup_epochs=0.0,
+            schedule="constant",
+            temperature=0.5,
+            projection_dim=0,
         ),
-        finetune=FinetuneConfig(epochs=10, batch_size=32, lr=1e-4, schedule="constant", augment="seed-none"),
+        finetune=FinetuneConfig(
+            epochs=10, batch_size=32, lr=1e-4, schedule="constant", augment="seed-none"
+        ),
         linear=LinearProbeConfig(),
     ),
     "default": RunConfig(finetune=FinetuneConfig(min_steps=1500)),
@@ -108,7 +118,9 @@ def validate(cfg: PretrainConfig) -> None:
     if cfg.temperature <= 0:
         raise PretextError(f"--temperature must be > 0, got {cfg.temperature}")
     if cfg.batch_size < 2:
-        raise PretextError(f"--batch-size must be >= 2 for contrastive learning, got {cfg.batch_size}")
+        raise PretextError(
+            f"--batch-size must be >= 2 for contrastive learning, got {cfg.batch_size}"
+        )
     if cfg.epochs < 1:
         raise PretextError(f"--epochs must be >= 1, got {cfg.epochs}")
     if cfg.lr <= 0:

@@ -35,14 +35,20 @@ class ConvNet(nn.Module):
 
         def block(cin: int, cout: int) -> nn.Sequential:
             return nn.Sequential(
-                nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)
+                nn.Conv2d(cin, cout, 3, padding=1, bias=False),
+                nn.BatchNorm2d(cout),
+                nn.ReLU(inplace=True),
             )
 
         self.features = nn.Sequential(
-            block(in_channels, 32), nn.MaxPool2d(2),  # 14x14
-            block(32, 64), nn.MaxPool2d(2),  # 7x7
-            block(64, 128), block(128, embed_dim),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+            block(in_channels, 32),
+            nn.MaxPool2d(2),  # 14x14
+            block(32, 64),
+            nn.MaxPool2d(2),  # 7x7
+            block(64, 128),
+            block(128, embed_dim),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
         )
         self.embed_dim = embed_dim
 
@@ -62,7 +68,9 @@ def build_encoder(name: str, in_channels: int = 1, image_size: int = 28) -> nn.M
     if name not in ENCODERS:
         raise PretextError(f"unknown encoder {name!r}: use one of {', '.join(ENCODERS)}")
     if name.startswith("cnn") and image_size != 28:
-        raise PretextError(f"encoder {name!r} needs 28x28 images, got {image_size}x{image_size}; use convnet")
+        raise PretextError(
+            f"encoder {name!r} needs 28x28 images, got {image_size}x{image_size}; use convnet"
+        )
     return ENCODERS[name](in_channels)
 
 
@@ -72,7 +80,9 @@ class ProjectionHead(nn.Module):
     def __init__(self, in_dim: int, hidden_dim: int, out_dim: int) -> None:
         super().__init__()
         self.net = nn.Sequential(
-            nn.Linear(in_dim, hidden_dim), nn.BatchNorm1d(hidden_dim), nn.ReLU(inplace=True),
+            nn.Linear(in_dim, hidden_dim),
+            nn.BatchNorm1d(hidden_dim),
+            nn.ReLU(inplace=True),
             nn.Linear(hidden_dim, out_dim),
         )
 

@@ -46,7 +46,9 @@ def prepare_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
     if out.exists() and not out.is_dir():
         raise PretextError(f"--out {out} exists and is not a folder")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise PretextError(f"--out {out} already holds files: pass --resume to continue or --overwrite")
+        raise PretextError(
+            f"--out {out} already holds files: pass --resume to continue or --overwrite"
+        )
     out.mkdir(parents=True, exist_ok=True)
 
 
@@ -64,9 +66,17 @@ class LARS(torch.optim.Optimizer):
     """SGD with momentum and layer-wise trust ratios (You et al., 2017); biases and norms skip
     the adaptation and the weight decay, as in SimCLR."""
 
-    def __init__(self, params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0,
-                 trust: float = 0.001) -> None:
-        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay, trust=trust))
+    def __init__(
+        self,
+        params,
+        lr: float,
+        momentum: float = 0.9,
+        weight_decay: float = 0.0,
+        trust: float = 0.001,
+    ) -> None:
+        super().__init__(
+            params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay, trust=trust)
+        )
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -79,7 +89,9 @@ class LARS(torch.optim.Optimizer):
                     grad = grad.add(p, alpha=group["weight_decay"])
                     w_norm, g_norm = torch.linalg.norm(p), torch.linalg.norm(grad)
                     ratio = torch.where(
-                        (w_norm > 0) & (g_norm > 0), group["trust"] * w_norm / g_norm, torch.ones_like(w_norm)
+                        (w_norm > 0) & (g_norm > 0),
+                        group["trust"] * w_norm / g_norm,
+                        torch.ones_like(w_norm),
                     )
                     grad = grad * ratio
                 buf = self.state[p].setdefault("momentum", torch.zeros_like(p))
@@ -124,9 +136,13 @@ def pretrain(cfg: PretrainConfig, log=print) -> dict:
     device = resolve_device(cfg.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    data = load_dataset(cfg.dataset, "train", cfg.data_dir, cfg.skip_bad_files).first(cfg.limit_train)
+    data = load_dataset(cfg.dataset, "train", cfg.data_dir, cfg.skip_bad_files).first(
+        cfg.limit_train
+    )
     if cfg.batch_size > len(data):
-        raise PretextError(f"--batch-size {cfg.batch_size} is larger than the data set ({len(data)} images)")
+        raise PretextError(
+            f"--batch-size {cfg.batch_size} is larger than the data set ({len(data)} images)"
+        )
     prepare_run_dir(out, cfg.resume, cfg.overwrite)
 
     torch.manual_seed(cfg.seed)
@@ -134,8 +150,11 @@ def pretrain(cfg: PretrainConfig, log=print) -> dict:
     np.random.seed(cfg.seed)
     encoder = build_encoder(cfg.encoder, data.images.shape[1], data.images.shape[-1])
     method = build_method(
-        cfg.method, encoder, temperature=cfg.temperature,
-        projection_hidden=cfg.projection_hidden, projection_dim=cfg.projection_dim,
+        cfg.method,
+        encoder,
+        temperature=cfg.temperature,
+        projection_hidden=cfg.projection_hidden,
+        projection_dim=cfg.projection_dim,
     ).to(device)
     optimizer = build_optimizer(cfg, method.parameters())
     aug = preset(cfg.augment)
@@ -154,16 +173,25 @@ def pretrain(cfg: PretrainConfig, log=print) -> dict:
         step, history, partial = state["step"], state["history"], state["partial"]
         log(f"resuming {out} at step {step} (epoch {step // steps_per_epoch + 1})")
     else:
-        write_text_atomic(out / "config.json", json.dumps({"pretrain": asdict(cfg)}, indent=2) + "\n")
+        write_text_atomic(
+            out / "config.json", json.dumps({"pretrain": asdict(cfg)}, indent=2) + "\n"
+        )
 
     def checkpoint(loss_sum: float, seconds: float) -> None:
-        save_checkpoint(out / CHECKPOINT, {
-            "encoder": method.encoder.state_dict(), "head": method.head.state_dict(),
-            "optimizer": optimizer.state_dict(), "rng": rng_state(aug_gen),
-            "epoch": step // steps_per_epoch, "step": step, "history": history,
-            "partial": {"loss_sum": loss_sum, "seconds": seconds},
-            "config": asdict(cfg),
-        })
+        save_checkpoint(
+            out / CHECKPOINT,
+            {
+                "encoder": method.encoder.state_dict(),
+                "head": method.head.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "rng": rng_state(aug_gen),
+                "epoch": step // steps_per_epoch,
+                "step": step,
+                "history": history,
+                "partial": {"loss_sum": loss_sum, "seconds": seconds},
+                "config": asdict(cfg),
+            },
+        )
 
     method.train()
     for epoch in range(step // steps_per_epoch, cfg.epochs):
@@ -172,8 +200,14 @@ def pretrain(cfg: PretrainConfig, log=print) -> dict:
         loss_sum = torch.tensor(partial["loss_sum"], device=device, dtype=torch.float64)
         seconds_before, started = partial["seconds"], time.perf_counter()
         first_bad = torch.tensor(-1, device=device)
-        bar = tqdm(range(first, steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}",
-                   leave=False, file=sys.stderr, disable=None, mininterval=0.5)
+        bar = tqdm(
+            range(first, steps_per_epoch),
+            desc=f"epoch {epoch + 1}/{cfg.epochs}",
+            leave=False,
+            file=sys.stderr,
+            disable=None,
+            mininterval=0.5,
+        )
         for i in bar:
             batch = images[order[i * cfg.batch_size : (i + 1) * cfg.batch_size]]
             views = make_views(batch, aug, aug_gen)
@@ -191,13 +225,22 @@ def pretrain(cfg: PretrainConfig, log=print) -> dict:
             if step % cfg.log_every == 0 or i == steps_per_epoch - 1:
                 check_finite(first_bad, out)
                 bar.set_postfix(loss=f"{loss.item():.4f}")
-            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and i < steps_per_epoch - 1:
+            if (
+                cfg.checkpoint_every
+                and step % cfg.checkpoint_every == 0
+                and i < steps_per_epoch - 1
+            ):
                 check_finite(first_bad, out)
                 checkpoint(loss_sum.item(), seconds_before + time.perf_counter() - started)
         bar.close()
         seconds = seconds_before + time.perf_counter() - started
-        row = {"epoch": epoch + 1, "step": step, "loss": loss_sum.item() / steps_per_epoch,
-               "lr": optimizer.param_groups[0]["lr"], "seconds": round(seconds, 3)}
+        row = {
+            "epoch": epoch + 1,
+            "step": step,
+            "loss": loss_sum.item() / steps_per_epoch,
+            "lr": optimizer.param_groups[0]["lr"],
+            "seconds": round(seconds, 3),
+        }
         history.append(row)
         partial = {"loss_sum": 0.0, "seconds": 0.0}
         log(f"epoch {epoch + 1}/{cfg.epochs}  loss {row['loss']:.4f}  ({seconds:.1f}s)")

@@ -53,7 +53,9 @@ def read_idx(path: str | Path, magic: int) -> torch.Tensor:
     return torch.from_numpy(array.copy())
 
 
-def read_idx_pair(images_path: str | Path, labels_path: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
+def read_idx_pair(
+    images_path: str | Path, labels_path: str | Path
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Images as uint8 N x 1 x H x W and labels as int64 N, checked to agree in count."""
     images = read_idx(images_path, IMAGES_MAGIC)
     labels = read_idx(labels_path, LABELS_MAGIC)

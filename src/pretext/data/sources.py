@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pretext.data.idx import read_bytes, read_idx_pair
+from pretext.data.idx import read_idx_pair
 from pretext.errors import PretextError
 
 DATA_DIR_ENV = "PRETEXT_DATA_DIR"
@@ -45,7 +45,9 @@ class ImageSet:
                     f"{self.name}: {len(self.images)} images but {len(self.labels)} labels"
                 )
             if int(self.labels.min()) < 0:
-                raise PretextError(f"{self.name}: labels must be >= 0, found {int(self.labels.min())}")
+                raise PretextError(
+                    f"{self.name}: labels must be >= 0, found {int(self.labels.min())}"
+                )
 
     def __len__(self) -> int:
         return len(self.images)
@@ -209,7 +211,9 @@ def load_digits_set(split: str) -> ImageSet:
 
     digits = load_digits()
     small = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0
-    images = torch.nn.functional.interpolate(small, size=(28, 28), mode="bilinear", align_corners=False)
+    images = torch.nn.functional.interpolate(
+        small, size=(28, 28), mode="bilinear", align_corners=False
+    )
     images = (images.clamp(0, 1) * 255).round().to(torch.uint8)
     labels = torch.tensor(digits.target, dtype=torch.int64)
     order = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))
@@ -232,7 +236,11 @@ def load_npz(path: Path, split: str) -> ImageSet:
             labels = archive[f"{prefix}labels"] if f"{prefix}labels" in archive else None
     except (OSError, ValueError) as exc:
         raise PretextError(f"{path} is not a readable .npz file ({exc})") from None
-    return ImageSet(to_nchw_uint8(images, path), None if labels is None else torch.as_tensor(labels).long(), path.name)
+    return ImageSet(
+        to_nchw_uint8(images, path),
+        None if labels is None else torch.as_tensor(labels).long(),
+        path.name,
+    )
 
 
 def to_nchw_uint8(images: np.ndarray, origin: Path) -> torch.Tensor:
@@ -241,7 +249,9 @@ def to_nchw_uint8(images: np.ndarray, origin: Path) -> torch.Tensor:
     elif images.ndim == 4 and images.shape[-1] in (1, 3) and images.shape[1] not in (1, 3):
         images = images.transpose(0, 3, 1, 2)
     if images.ndim != 4:
-        raise PretextError(f"{origin}: images must be N x H x W or N x C x H x W, got {images.shape}")
+        raise PretextError(
+            f"{origin}: images must be N x H x W or N x C x H x W, got {images.shape}"
+        )
     if images.dtype != np.uint8:
         if np.issubdtype(images.dtype, np.floating) and images.size and images.max() <= 1.0:
             images = images * 255.0
@@ -257,9 +267,16 @@ def load_folder(path: Path, split: str, skip_bad: bool = True) -> ImageSet:
         path = path / split
     elif split != "train":
         raise PretextError(f"{path} has no '{split}' sub-folder")
-    classes = sorted(p.name for p in path.iterdir() if p.is_dir() and p.name not in ("train", "test"))
+    classes = sorted(
+        p.name for p in path.iterdir() if p.is_dir() and p.name not in ("train", "test")
+    )
     if classes:
-        entries = [(f, i) for i, c in enumerate(classes) for f in sorted((path / c).iterdir()) if f.is_file()]
+        entries = [
+            (f, i)
+            for i, c in enumerate(classes)
+            for f in sorted((path / c).iterdir())
+            if f.is_file()
+        ]
     else:
         entries = [(f, -1) for f in sorted(path.iterdir()) if f.is_file()]
     arrays, labels, size, mode = [], [], None, None
@@ -301,5 +318,6 @@ def load_dataset(
     if path.is_dir():
         return load_folder(path, split, skip_bad_files)
     known = ", ".join([*NAMED_SETS, "digits"])
-    raise PretextError(f"unknown data set {key!r}: use one of {known}, a folder of images, or an .npz file")
-
+    raise PretextError(
+        f"unknown data set {key!r}: use one of {known}, a folder of images, or an .npz file"
+    )

@@ -23,7 +23,10 @@ from pretext.models import Classifier
 
 @torch.inference_mode()
 def extract_features(
-    encoder: torch.nn.Module, images: torch.Tensor, aug: Augmentation, device: torch.device,
+    encoder: torch.nn.Module,
+    images: torch.Tensor,
+    aug: Augmentation,
+    device: torch.device,
     batch_size: int = 4096,
 ) -> torch.Tensor:
     """Embeddings of uint8 images in large no-grad batches (eval mode)."""
@@ -38,14 +41,21 @@ def extract_features(
 
 
 @torch.inference_mode()
-def accuracy(model: torch.nn.Module, data: ImageSet, aug: Augmentation, device: torch.device) -> float:
+def accuracy(
+    model: torch.nn.Module, data: ImageSet, aug: Augmentation, device: torch.device
+) -> float:
     logits = extract_features(model, data.images, aug, device)
     return (logits.argmax(1).cpu() == data.labels).float().mean().item()
 
 
 def finetune(
-    encoder: torch.nn.Module, train: ImageSet, test: ImageSet, cfg: FinetuneConfig,
-    device: torch.device, log=print, label: str = "finetune",
+    encoder: torch.nn.Module,
+    train: ImageSet,
+    test: ImageSet,
+    cfg: FinetuneConfig,
+    device: torch.device,
+    log=print,
+    label: str = "finetune",
 ) -> dict:
     """Train encoder + Linear(embed, classes) end to end; train accuracy per epoch, then test.
 
@@ -65,8 +75,14 @@ def finetune(
     for epoch in range(epochs):
         order = epoch_order(len(train), cfg.seed, epoch).to(device)
         correct = torch.zeros((), device=device, dtype=torch.int64)
-        bar = tqdm(range(steps_per_epoch), desc=f"{label} {epoch + 1}/{epochs}", leave=False,
-                   file=sys.stderr, disable=None, mininterval=0.5)
+        bar = tqdm(
+            range(steps_per_epoch),
+            desc=f"{label} {epoch + 1}/{epochs}",
+            leave=False,
+            file=sys.stderr,
+            disable=None,
+            mininterval=0.5,
+        )
         for i in bar:
             idx = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]
             if cfg.schedule == "cosine":
@@ -81,7 +97,10 @@ def finetune(
             step += 1
         train_accuracy.append(correct.item() / len(train))
         if epochs <= 20 or epoch == epochs - 1:
-            log(f"{label} epoch {epoch + 1}/{epochs}  train accuracy {100 * train_accuracy[-1]:.2f}%")
+            log(
+                f"{label} epoch {epoch + 1}/{epochs}  "
+                f"train accuracy {100 * train_accuracy[-1]:.2f}%"
+            )
     test_accuracy = accuracy(model, test, aug, device)
     return {
         "train_accuracy": train_accuracy,
@@ -94,8 +113,13 @@ def finetune(
 
 
 def linear_probe(
-    encoder: torch.nn.Module, train: ImageSet, test: ImageSet, cfg: LinearProbeConfig,
-    aug: Augmentation, device: torch.device, seed: int = 0,
+    encoder: torch.nn.Module,
+    train: ImageSet,
+    test: ImageSet,
+    cfg: LinearProbeConfig,
+    aug: Augmentation,
+    device: torch.device,
+    seed: int = 0,
 ) -> dict:
     """A linear classifier on frozen, standardised features (features computed once)."""
     started = time.perf_counter()
@@ -124,13 +148,23 @@ def linear_probe(
     with torch.inference_mode():
         train_acc = (linear(train_x).argmax(1) == train_y).float().mean().item()
         test_acc = (linear(test_x).argmax(1) == test_y).float().mean().item()
-    return {"train_accuracy": train_acc, "test_accuracy": test_acc,
-            "seconds": round(time.perf_counter() - started, 3)}
+    return {
+        "train_accuracy": train_acc,
+        "test_accuracy": test_acc,
+        "seconds": round(time.perf_counter() - started, 3),
+    }
 
 
 def few_label_comparison(
-    encoder: torch.nn.Module, scratch: torch.nn.Module, train: ImageSet, test: ImageSet,
-    labels: int, seeds: int, cfg: FinetuneConfig, device: torch.device, log=print,
+    encoder: torch.nn.Module,
+    scratch: torch.nn.Module,
+    train: ImageSet,
+    test: ImageSet,
+    labels: int,
+    seeds: int,
+    cfg: FinetuneConfig,
+    device: torch.device,
+    log=print,
 ) -> dict:
     """Fine-tune the pretrained encoder and a freshly initialised one on the same stratified
     label subsets, with the same steps and augmentation; mean and std over label seeds."""
@@ -139,16 +173,25 @@ def few_label_comparison(
         subset = train.subset(stratified_subset(train.labels, labels, seed))
         run_cfg = FinetuneConfig(**{**cfg.__dict__, "seed": seed})
         quiet = lambda *_: None  # noqa: E731
-        pretrained_acc.append(finetune(encoder, subset, test, run_cfg, device, quiet, "pretrained")["test_accuracy"])
-        scratch_acc.append(finetune(scratch, subset, test, run_cfg, device, quiet, "scratch")["test_accuracy"])
-        log(f"{labels} labels, seed {seed}: pretrained {100 * pretrained_acc[-1]:.2f}%, "
-            f"from scratch {100 * scratch_acc[-1]:.2f}%")
+        pretrained_acc.append(
+            finetune(encoder, subset, test, run_cfg, device, quiet, "pretrained")["test_accuracy"]
+        )
+        scratch_acc.append(
+            finetune(scratch, subset, test, run_cfg, device, quiet, "scratch")["test_accuracy"]
+        )
+        log(
+            f"{labels} labels, seed {seed}: pretrained {100 * pretrained_acc[-1]:.2f}%, "
+            f"from scratch {100 * scratch_acc[-1]:.2f}%"
+        )
 
     def spread(values: list[float]) -> float:
         return statistics.stdev(values) if len(values) > 1 else 0.0
 
     return {
-        "labels": labels, "seeds": seeds,
-        "pretrained": statistics.fmean(pretrained_acc), "pretrained_std": spread(pretrained_acc),
-        "scratch": statistics.fmean(scratch_acc), "scratch_std": spread(scratch_acc),
+        "labels": labels,
+        "seeds": seeds,
+        "pretrained": statistics.fmean(pretrained_acc),
+        "pretrained_std": spread(pretrained_acc),
+        "scratch": statistics.fmean(scratch_acc),
+        "scratch_std": spread(scratch_acc),
     }

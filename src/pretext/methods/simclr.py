@@ -12,7 +12,10 @@ from pretext.models import ProjectionHead
 
 class SimCLR(SSLMethod):
     def __init__(
-        self, encoder: nn.Module, temperature: float = 0.5, projection_hidden: int = 256,
+        self,
+        encoder: nn.Module,
+        temperature: float = 0.5,
+        projection_hidden: int = 256,
         projection_dim: int = 64,
     ) -> None:
         # projection_dim 0: the loss sits on the encoder's output, as in the original write-up.

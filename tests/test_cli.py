@@ -1,0 +1,112 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from pretext.cli import main
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "pretext", *args],
+        capture_output=True,
+        text=True,
+        env={**__import__("os").environ, "PRETEXT_NO_DOWNLOAD": "1"},
+    )
+
+
+def test_missing_data_is_one_line_no_traceback(tmp_path):
+    result = run_cli("pretrain", "--data-dir", str(tmp_path / "none"), "--out", str(tmp_path / "r"))
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().startswith("pretext: error: mnist not found")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (["--temperature", "0"], "--temperature must be > 0"),
+        (["--batch-size", "1"], "--batch-size must be >= 2"),
+        (["--batch-size", "1000"], "larger than the data set"),
+        (["--encoder", "nope"], "unknown encoder"),
+        (["--recipe", "nope"], "unknown recipe"),
+        (["--dataset", "nope"], "unknown data set"),
+    ],
+)
+def test_impossible_options(tiny_data, tmp_path, capsys, options, message):
+    code = main(
+        [
+            "pretrain",
+            "--data-dir",
+            str(tiny_data),
+            "--out",
+            str(tmp_path / "r"),
+            "--epochs",
+            "1",
+            "--batch-size",
+            "16",
+            *options,
+        ]
+    )
+    assert code != 0
+    assert message in capsys.readouterr().err
+
+
+def test_pretrain_then_finetune_and_scratch_through_the_cli(tiny_data, tmp_path, capsys):
+    out = tmp_path / "run"
+    common = ["--data-dir", str(tiny_data), "--threads", "1"]
+    assert (
+        main(["pretrain", *common, "--out", str(out), "--epochs", "1", "--batch-size", "16"]) == 0
+    )
+    assert "epoch 1/1  loss" in capsys.readouterr().out
+    assert (
+        main(
+            [
+                "finetune",
+                *common,
+                "--out",
+                str(out),
+                "--epochs",
+                "2",
+                "--labels",
+                "20",
+                "--min-steps",
+                "0",
+            ]
+        )
+        == 0
+    )
+    printed = capsys.readouterr().out
+    assert "train accuracy" in printed and "test accuracy" in printed
+    assert main(["finetune", *common, "--from-scratch", "--out", str(out), "--epochs", "1"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["finetune"]["labels"] == 20 and metrics["finetune_scratch"]["from_scratch"]
+
+
+def test_existing_run_is_not_overwritten(tiny_data, tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "precious.txt").write_text("keep me")
+    code = main(
+        [
+            "pretrain",
+            "--data-dir",
+            str(tiny_data),
+            "--out",
+            str(out),
+            "--epochs",
+            "1",
+            "--batch-size",
+            "16",
+        ]
+    )
+    assert code != 0 and "already holds files" in capsys.readouterr().err
+    assert (out / "precious.txt").read_text() == "keep me"
+
+
+def test_augment_writes_a_png(tiny_data, tmp_path):
+    out = tmp_path / "views.png"
+    assert main(["augment", "--data-dir", str(tiny_data), "--out", str(out)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,0 +1,168 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import make_idx_set
+
+from pretext import PretextError
+from pretext.checkpoint import load_checkpoint, write_json
+from pretext.config import PretrainConfig
+from pretext.train import load_encoder, pretrain
+
+
+def pretrain_cli(data: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "pretext",
+        "pretrain",
+        "--data-dir",
+        str(data),
+        "--out",
+        str(out),
+        "--epochs",
+        "3",
+        "--batch-size",
+        "8",
+        "--threads",
+        "1",
+        "--checkpoint-every",
+        "5",
+        *extra,
+    ]
+
+
+def assert_same_tensors(a, b, path="state"):
+    if isinstance(a, torch.Tensor):
+        assert torch.equal(a, b), f"{path} differs"
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), f"{path} keys differ"
+        for key in a:
+            assert_same_tensors(a[key], b[key], f"{path}.{key}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b)
+        for i, (x, y) in enumerate(zip(a, b, strict=False)):
+            assert_same_tensors(x, y, f"{path}[{i}]")
+
+
+def losses(out: Path) -> list[float]:
+    return [json.loads(line)["loss"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_sigkill_mid_epoch_then_resume_is_bit_identical(tmp_path):
+    data = make_idx_set(tmp_path / "data", n_train=800)
+    env = {**os.environ, "PRETEXT_NO_DOWNLOAD": "1"}
+    straight = tmp_path / "straight"
+    subprocess.run(pretrain_cli(data, straight), check=True, env=env, capture_output=True)
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(
+        pretrain_cli(data, killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    checkpoint = killed / "checkpoints" / "last.pt"
+    deadline = time.time() + 120
+    while not checkpoint.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    interrupted_at = load_checkpoint(checkpoint)["step"]
+    assert interrupted_at < 300, "the run finished before it could be killed"
+
+    subprocess.run(pretrain_cli(data, killed, "--resume"), check=True, env=env, capture_output=True)
+    a, b = load_checkpoint(straight / "checkpoints" / "last.pt"), load_checkpoint(checkpoint)
+    assert a["step"] == b["step"] == 300
+    for key in ("encoder", "head", "optimizer", "rng"):
+        assert_same_tensors(a[key], b[key], key)
+    assert losses(straight) == losses(killed)
+
+
+def test_same_seed_same_losses_run_to_run(tiny_data, tmp_path):
+    cfg = PretrainConfig(data_dir=str(tiny_data), epochs=3, batch_size=16, threads=1)
+    pretrain(replace(cfg, out=str(tmp_path / "a")))
+    pretrain(replace(cfg, out=str(tmp_path / "b")))
+    pretrain(replace(cfg, out=str(tmp_path / "c"), seed=1))
+    assert losses(tmp_path / "a") == losses(tmp_path / "b")
+    assert losses(tmp_path / "a") != losses(tmp_path / "c")
+
+
+def test_atomic_write_keeps_the_old_file_on_a_crash(tmp_path, monkeypatch):
+    path = tmp_path / "metrics.json"
+    write_json(path, {"good": 1})
+
+    def crash(*_):
+        raise OSError("disk died")
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(OSError):
+        write_json(path, {"good": 2})
+    assert json.loads(path.read_text()) == {"good": 1}
+
+
+class Evil:
+    def __reduce__(self):
+        return (os.system, (f"touch {Path(os.environ['EVIL_MARK'])}",))
+
+
+def test_checkpoint_that_runs_code_is_refused(tmp_path, monkeypatch):
+    mark = tmp_path / "pwned"
+    monkeypatch.setenv("EVIL_MARK", str(mark))
+    path = tmp_path / "evil.pt"
+    torch.save({"encoder": {}, "payload": Evil()}, path)
+    with pytest.raises(PretextError, match="refused to load"):
+        load_checkpoint(path)
+    assert not mark.exists()
+
+
+def test_checkpoint_of_another_encoder_names_the_difference(tiny_data, tmp_path):
+    out = tmp_path / "run"
+    pretrain(
+        PretrainConfig(data_dir=str(tiny_data), out=str(out), epochs=1, batch_size=16, threads=1)
+    )
+    config = json.loads((out / "config.json").read_text())
+    config["pretrain"]["encoder"] = "cnn-wide"
+    (out / "config.json").write_text(json.dumps(config))
+    with pytest.raises(PretextError, match="conv1.weight has shape"):
+        load_encoder(out)
+
+
+def test_truncated_checkpoint_is_a_clear_error(tmp_path):
+    path = tmp_path / "last.pt"
+    buffer = tmp_path / "full.pt"
+    torch.save({"encoder": {"w": torch.zeros(100)}}, buffer)
+    path.write_bytes(buffer.read_bytes()[:50])
+    with pytest.raises(PretextError, match="not a readable checkpoint"):
+        load_checkpoint(path)
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_data, tmp_path, monkeypatch):
+    import pretext.methods.simclr as simclr
+
+    real, calls = simclr.nt_xent, {"n": 0}
+
+    def poisoned(z1, z2, t):
+        calls["n"] += 1
+        loss = real(z1, z2, t)
+        return loss * float("nan") if calls["n"] == 11 else loss
+
+    monkeypatch.setattr(simclr, "nt_xent", poisoned)
+    out = tmp_path / "run"
+    cfg = PretrainConfig(data_dir=str(tiny_data), out=str(out), epochs=3, batch_size=16, threads=1)
+    with pytest.raises(PretextError, match="NaN or infinite at step 11"):
+        pretrain(cfg)
+    state = load_checkpoint(out / "checkpoints" / "last.pt")
+    assert state["step"] == 8 and all(torch.isfinite(v).all() for v in state["encoder"].values())
+
+
+def test_resume_without_checkpoint_is_an_error(tiny_data, tmp_path):
+    cfg = PretrainConfig(
+        data_dir=str(tiny_data), out=str(tmp_path / "none"), batch_size=16, resume=True
+    )
+    with pytest.raises(PretextError, match="no checkpoint"):
+        pretrain(cfg)
