@@ -34,6 +34,7 @@ def test_run_writes_the_run_directory_contract(tiny_data, tmp_path):
     assert (out / "config.json").is_file()
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2] and all(r["loss"] > 0 for r in rows)
+    assert all(0.0 <= r["knn"] <= 1.0 for r in rows)  # the online kNN monitor
     state = torch.load(out / "checkpoints" / "last.pt", weights_only=True)
     assert state["epoch"] == 2 and "encoder" in state and "optimizer" in state
     saved = json.loads((out / "metrics.json").read_text())
@@ -43,6 +44,8 @@ def test_run_writes_the_run_directory_contract(tiny_data, tmp_path):
     assert len(saved["finetune"]["train_accuracy"]) >= 2
     for value in (saved["finetune"]["test_accuracy"], saved["linear_probe"]["test_accuracy"]):
         assert 0.0 <= value <= 1.0
+    assert set(saved["retrieval"]) == {"precision_at_1", "precision_at_10", "map_at_r"}
+    assert 0.0 <= saved["knn"]["test_accuracy"] <= 1.0 and saved["knn"]["k"] == 200
     few = saved["few_labels"]
     assert few["labels"] == 20 and few["seeds"] == 2
     assert {"pretrained", "pretrained_std", "scratch", "scratch_std"} <= set(few)

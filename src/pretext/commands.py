@@ -15,7 +15,9 @@ from pretext.checkpoint import write_json
 from pretext.config import FinetuneConfig, RunConfig, resolve_device
 from pretext.data import load_dataset, stratified_subset
 from pretext.errors import PretextError
-from pretext.evaluate import few_label_comparison, finetune, linear_probe
+from pretext.evaluate import extract_features, few_label_comparison, finetune, linear_probe
+from pretext.evaluate.knn import knn_accuracy
+from pretext.evaluate.retrieval import retrieval_metrics
 from pretext.models import build_encoder
 from pretext.train import load_encoder, pretrain
 
@@ -101,8 +103,24 @@ def evaluate_command(
     train, test = labelled_splits(dataset or pre.dataset, data_dir or pre.data_dir, pre.limit_train)
     encoder = load_encoder(run_dir, dev)
     eval_aug = preset(cfg.finetune.augment)
-    probe = linear_probe(encoder, train, test, cfg.linear, eval_aug, dev, seed=pre.seed)
+    train_x = extract_features(encoder, train.images, eval_aug, dev)
+    test_x = extract_features(encoder, test.images, eval_aug, dev)
+    probe = linear_probe(train_x, train.labels, test_x, test.labels, cfg.linear, seed=pre.seed)
     log(f"linear probe test accuracy {100 * probe['test_accuracy']:.2f}%")
+    knn = {
+        "k": cfg.knn_k,
+        "temperature": cfg.knn_temperature,
+        "test_accuracy": knn_accuracy(
+            train_x, train.labels, test_x, test.labels, cfg.knn_k, cfg.knn_temperature
+        ),
+    }
+    log(f"kNN (k={cfg.knn_k}) test accuracy {100 * knn['test_accuracy']:.2f}%")
+    retrieval = retrieval_metrics(train_x, train.labels, test_x, test.labels)
+    log(
+        f"retrieval: precision@1 {100 * retrieval['precision_at_1']:.2f}%, "
+        f"mAP@R {100 * retrieval['map_at_r']:.2f}%"
+    )
+    update_metrics(run_dir, linear_probe=probe, knn=knn, retrieval=retrieval)
     torch.manual_seed(pre.seed + 1)
     scratch = build_encoder(pre.encoder, train.images.shape[1]).to(dev)
     few = few_label_comparison(
@@ -121,7 +139,7 @@ def evaluate_command(
         f"+- {100 * few['pretrained_std']:.2f}, from scratch {100 * few['scratch']:.2f}% "
         f"+- {100 * few['scratch_std']:.2f}"
     )
-    return update_metrics(run_dir, linear_probe=probe, few_labels=few)
+    return update_metrics(run_dir, few_labels=few)
 
 
 def run(cfg: RunConfig, log=print) -> dict:

@@ -40,6 +40,7 @@ class PretrainConfig:
     threads: int | None = None
     checkpoint_every: int = 0  # also checkpoint every N steps (0: at epoch ends only)
     log_every: int = 50  # steps between progress-bar updates (one host sync each)
+    knn_monitor: int = 6000  # labelled images for the per-epoch kNN monitor (0: off)
     resume: bool = False
     overwrite: bool = False
     skip_bad_files: bool = True
@@ -74,6 +75,8 @@ class RunConfig:
     linear: LinearProbeConfig = field(default_factory=LinearProbeConfig)
     few_labels: int = 600
     few_label_seeds: int = 3
+    knn_k: int = 200
+    knn_temperature: float = 0.1
 
 
 RECIPES: dict[str, RunConfig] = {

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from pretext.augment import make_views, preset
+from pretext.augment import Augmentation, make_views, preset
 from pretext.checkpoint import (
     load_checkpoint,
     load_state_checked,
@@ -31,7 +31,9 @@ from pretext.checkpoint import (
 from pretext.config import PretrainConfig, load_pretrain_config, resolve_device, validate
 from pretext.data import epoch_order, load_dataset
 from pretext.errors import PretextError
-from pretext.methods import build_method
+from pretext.evaluate.classify import extract_features
+from pretext.evaluate.knn import knn_accuracy
+from pretext.methods import SSLMethod, build_method
 from pretext.models import build_encoder
 
 CHECKPOINT = Path("checkpoints") / "last.pt"
@@ -126,6 +128,22 @@ def restore_rng(state: dict, aug_gen: torch.Generator) -> None:
     random.setstate((version, tuple(internal), gauss))
 
 
+def pretrain_step(
+    method: SSLMethod,
+    optimizer: torch.optim.Optimizer,
+    batch: torch.Tensor,
+    aug: Augmentation,
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """One step on a uint8 batch already on the device: two views, loss, update. Returns the
+    detached loss without syncing with the host."""
+    loss = method(make_views(batch, aug, generator))
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach()
+
+
 def pretrain(cfg: PretrainConfig, log=print) -> dict:
     """Pretrain an encoder without labels; writes config, metrics and checkpoints to cfg.out.
 
@@ -193,6 +211,8 @@ def pretrain(cfg: PretrainConfig, log=print) -> dict:
             },
         )
 
+    monitor = monitor_split(data.labels, cfg.knn_monitor, cfg.seed)
+    last_knn = {"knn": f"{history[-1]['knn']:.3f}"} if history and "knn" in history[-1] else {}
     method.train()
     for epoch in range(step // steps_per_epoch, cfg.epochs):
         order = epoch_order(len(data), cfg.seed, epoch).to(device)
@@ -209,22 +229,17 @@ def pretrain(cfg: PretrainConfig, log=print) -> dict:
             mininterval=0.5,
         )
         for i in bar:
-            batch = images[order[i * cfg.batch_size : (i + 1) * cfg.batch_size]]
-            views = make_views(batch, aug, aug_gen)
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(cfg, step, total_steps, steps_per_epoch)
-            loss = method(views)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            batch = images[order[i * cfg.batch_size : (i + 1) * cfg.batch_size]]
+            loss = pretrain_step(method, optimizer, batch, aug, aug_gen)
             method.after_step((step + 1) / total_steps)
-            loss = loss.detach()
             loss_sum += loss
             first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss), step, first_bad)
             step += 1
             if step % cfg.log_every == 0 or i == steps_per_epoch - 1:
                 check_finite(first_bad, out)
-                bar.set_postfix(loss=f"{loss.item():.4f}")
+                bar.set_postfix(loss=f"{loss.item():.4f}", **last_knn)
             if (
                 cfg.checkpoint_every
                 and step % cfg.checkpoint_every == 0
@@ -241,9 +256,13 @@ def pretrain(cfg: PretrainConfig, log=print) -> dict:
             "lr": optimizer.param_groups[0]["lr"],
             "seconds": round(seconds, 3),
         }
+        if monitor is not None:
+            row["knn"] = monitor_knn(method.encoder, images, data.labels, monitor, aug, device)
+            last_knn = {"knn": f"{row['knn']:.3f}"}
         history.append(row)
         partial = {"loss_sum": 0.0, "seconds": 0.0}
-        log(f"epoch {epoch + 1}/{cfg.epochs}  loss {row['loss']:.4f}  ({seconds:.1f}s)")
+        knn_text = f"  kNN {100 * row['knn']:.2f}%" if "knn" in row else ""
+        log(f"epoch {epoch + 1}/{cfg.epochs}  loss {row['loss']:.4f}{knn_text}  ({seconds:.1f}s)")
         checkpoint(0.0, 0.0)
         write_jsonl(out / "metrics.jsonl", history)
 
@@ -254,6 +273,27 @@ def pretrain(cfg: PretrainConfig, log=print) -> dict:
     }
     write_json(out / "pretrain.json", summary)
     return summary
+
+
+def monitor_split(labels: torch.Tensor | None, size: int, seed: int):
+    """Fixed bank and query indices for the online kNN monitor (None without labels)."""
+    if labels is None or size <= 0:
+        return None
+    chosen = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed + 1))
+    chosen = chosen[: min(size, len(labels))]
+    cut = max(1, len(chosen) * 5 // 6)
+    return chosen[:cut], chosen[cut:]
+
+
+def monitor_knn(encoder, images, labels, split, aug, device) -> float:
+    """kNN accuracy of held-out training images against a bank of others: a cheap signal of
+    representation quality during pretraining (not a reported result)."""
+    bank, queries = split
+    if len(queries) == 0:
+        return float("nan")
+    bank_x = extract_features(encoder, images[bank.to(device)], aug, device)
+    query_x = extract_features(encoder, images[queries.to(device)], aug, device)
+    return knn_accuracy(bank_x, labels[bank], query_x, labels[queries])
 
 
 def check_finite(first_bad: torch.Tensor, out: Path) -> None:

@@ -113,23 +113,22 @@ def finetune(
 
 
 def linear_probe(
-    encoder: torch.nn.Module,
-    train: ImageSet,
-    test: ImageSet,
+    train_x: torch.Tensor,
+    train_y: torch.Tensor,
+    test_x: torch.Tensor,
+    test_y: torch.Tensor,
     cfg: LinearProbeConfig,
-    aug: Augmentation,
-    device: torch.device,
     seed: int = 0,
 ) -> dict:
-    """A linear classifier on frozen, standardised features (features computed once)."""
+    """A linear classifier on frozen features (standardised with training statistics)."""
     started = time.perf_counter()
-    train_x = extract_features(encoder, train.images, aug, device)
-    test_x = extract_features(encoder, test.images, aug, device)
+    device = train_x.device
+    train_y, test_y = train_y.to(device), test_y.to(device)
+    num_classes = int(train_y.max()) + 1
     mean, std = train_x.mean(0), train_x.std(0) + 1e-6
     train_x, test_x = (train_x - mean) / std, (test_x - mean) / std
-    train_y, test_y = train.labels.to(device), test.labels.to(device)
     torch.manual_seed(seed)
-    linear = torch.nn.Linear(train_x.shape[1], train.num_classes).to(device)
+    linear = torch.nn.Linear(train_x.shape[1], num_classes).to(device)
     optimizer = torch.optim.Adam(linear.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(train_x) / cfg.batch_size)
     total = cfg.epochs * steps_per_epoch

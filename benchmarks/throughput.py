@@ -1,0 +1,125 @@
+"""Pretraining throughput: the model alone vs the real training step vs making views alone.
+
+    python benchmarks/throughput.py [--threads N] [--device cpu|cuda] [--bf16] [--seconds S]
+
+Prints one JSON object. Images per second count both views (a batch of B gives 2B images).
+overhead = model / full - 1 in time, i.e. how much slower the real step is than the model alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+
+import torch
+
+from pretext.augment import make_views, preset
+from pretext.config import PretrainConfig, resolve_device
+from pretext.data import epoch_order
+from pretext.methods import build_method
+from pretext.models import build_encoder
+from pretext.train import build_optimizer, pretrain_step
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(step, device: torch.device, seconds: float, warmup: int = 5) -> float:
+    """Steps per second of `step()`, after a warm-up, over at least `seconds`."""
+    for _ in range(warmup):
+        step()
+    sync(device)
+    count, started = 0, time.perf_counter()
+    while True:
+        for _ in range(5):
+            step()
+        count += 5
+        sync(device)
+        elapsed = time.perf_counter() - started
+        if elapsed >= seconds:
+            return count / elapsed
+
+
+def measure(encoder_name: str, batch: int, images: torch.Tensor, device: torch.device,
+            seconds: float, bf16: bool) -> dict:
+    cfg = PretrainConfig(encoder=encoder_name, batch_size=batch)
+    aug = preset(cfg.augment)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+
+    # (a) model: encoder forward + backward + Adam on a ready float batch of 2B images.
+    torch.manual_seed(0)
+    encoder = build_encoder(encoder_name).to(device)
+    optimizer = torch.optim.Adam(encoder.parameters(), lr=1e-4)
+    ready = torch.randn(2 * batch, 1, 28, 28, device=device)
+
+    def model_step() -> None:
+        with autocast:
+            loss = encoder(ready).float().square().mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    # (b) full: the training loop's own step (batch from uint8 data, views, head, loss, update).
+    torch.manual_seed(0)
+    method = build_method("simclr", build_encoder(encoder_name), temperature=cfg.temperature,
+                          projection_hidden=cfg.projection_hidden,
+                          projection_dim=cfg.projection_dim).to(device)
+    full_optimizer = build_optimizer(cfg, method.parameters())
+    generator = torch.Generator(device).manual_seed(0)
+    order = epoch_order(len(images), 0, 0).to(device)
+    position = {"i": 0}
+
+    def next_batch() -> torch.Tensor:
+        i = position["i"] % (len(images) // batch)
+        position["i"] += 1
+        return images[order[i * batch : (i + 1) * batch]]
+
+    def full_step() -> None:
+        with autocast:
+            pretrain_step(method, full_optimizer, next_batch(), aug, generator)
+
+    # (c) views: drawing the batch and making both views, nothing else.
+    def views_step() -> None:
+        make_views(next_batch(), aug, generator)
+
+    rates = {name: 2 * batch * timed(fn, device, seconds)
+             for name, fn in (("model", model_step), ("full", full_step), ("views", views_step))}
+    return {
+        "encoder": encoder_name, "batch_size": batch,
+        "model_images_per_s": round(rates["model"]), "full_images_per_s": round(rates["full"]),
+        "views_images_per_s": round(rates["views"]),
+        "overhead": round(rates["model"] / rates["full"] - 1, 3),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast for the forward pass")
+    parser.add_argument("--seconds", type=float, default=4.0, help="timing per measurement")
+    parser.add_argument("--configs", default="cnn:32,cnn:256,cnn:512,convnet:256")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    # MNIST-sized uint8 data; the pixel values do not change the cost of any step.
+    images = torch.randint(0, 256, (60000, 1, 28, 28), dtype=torch.uint8,
+                           generator=torch.Generator().manual_seed(0)).to(device)
+    rows = []
+    for item in args.configs.split(","):
+        name, batch = item.split(":")
+        rows.append(measure(name, int(batch), images, device, args.seconds, args.bf16))
+    print(json.dumps({
+        "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
+        "threads": torch.get_num_threads(), "torch": torch.__version__, "bf16": args.bf16,
+        "machine": platform.machine(), "results": rows,
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()
