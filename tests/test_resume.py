@@ -48,8 +48,10 @@ def assert_same_tensors(a, b, path="state"):
             assert_same_tensors(a[key], b[key], f"{path}.{key}")
     elif isinstance(a, (list, tuple)):
         assert len(a) == len(b)
-        for i, (x, y) in enumerate(zip(a, b, strict=False)):
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
             assert_same_tensors(x, y, f"{path}[{i}]")
+    else:
+        assert a == b, f"{path} differs"
 
 
 def losses(out: Path) -> list[float]:
@@ -166,3 +168,35 @@ def test_resume_without_checkpoint_is_an_error(tiny_data, tmp_path):
     )
     with pytest.raises(PretextError, match="no checkpoint"):
         pretrain(cfg)
+
+
+def test_finetune_resume_matches_an_uninterrupted_run(tiny_data, tmp_path):
+    from pretext.commands import finetune_command
+    from pretext.config import FinetuneConfig
+
+    cfg = FinetuneConfig(epochs=3, batch_size=16)
+    common = dict(data_dir=str(tiny_data), cfg=cfg, from_scratch=True)
+    for name in ("straight", "stopped"):
+        (tmp_path / name).mkdir()
+    finetune_command(tmp_path / "straight", **common)
+
+    def stop_in_epoch_two(message):
+        if "epoch 2/" in message:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        finetune_command(tmp_path / "stopped", **common, log=stop_in_epoch_two)
+    checkpoint = tmp_path / "stopped" / "checkpoints" / "scratch.pt"
+    assert len(load_checkpoint(checkpoint)["train_accuracy"]) == 1
+    finetune_command(tmp_path / "stopped", **common, resume=True)
+    a = load_checkpoint(tmp_path / "straight" / "checkpoints" / "scratch.pt")
+    b = load_checkpoint(checkpoint)
+    for key in ("classifier", "optimizer", "generator", "train_accuracy"):
+        assert_same_tensors(a[key], b[key], key)
+    metrics = [
+        json.loads((tmp_path / n / "metrics.json").read_text()) for n in ("straight", "stopped")
+    ]
+    assert (
+        metrics[0]["finetune_scratch"]["test_accuracy"]
+        == metrics[1]["finetune_scratch"]["test_accuracy"]
+    )

@@ -155,6 +155,7 @@ def cmd_finetune(args) -> None:
         encoder=encoder or "cnn",
         device=args.device or "auto",
         limit_train=args.limit_train,
+        resume=args.resume,
     )
 
 
@@ -204,6 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--min-steps", type=int, default=None, help="train at least this many steps")
+    p.add_argument(
+        "--resume", action="store_true", help="continue RUN_DIR's fine-tuning checkpoint"
+    )
     p.add_argument("--seed", type=int, default=None)
     p.set_defaults(func=cmd_finetune)
 

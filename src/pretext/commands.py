@@ -65,16 +65,21 @@ def finetune_command(
     encoder: str = "cnn",
     device: str = "auto",
     limit_train: int | None = None,
+    resume: bool = False,
     log=print,
 ) -> dict:
-    """Fine-tune a run's encoder (or a fresh one) on labels; test accuracy of the last epoch."""
+    """Fine-tune a run's encoder (or a fresh one) on labels; test accuracy of the last epoch.
+
+    With a run directory, progress is checkpointed per epoch and `resume` continues it."""
     cfg = cfg or FinetuneConfig()
     dev = resolve_device(device)
     train, test = labelled_splits(dataset, data_dir, limit_train)
     if labels is not None:
         train = train.subset(stratified_subset(train.labels, labels, cfg.seed))
     model = encoder_for(run_dir, encoder, from_scratch, train.images.shape[1], cfg.seed, dev)
-    result = finetune(model, train, test, cfg, dev, log, "scratch" if from_scratch else "finetune")
+    name = "scratch" if from_scratch else "finetune"
+    saved = None if run_dir is None else Path(run_dir) / "checkpoints" / f"{name}.pt"
+    result = finetune(model, train, test, cfg, dev, log, name, checkpoint=saved, resume=resume)
     result.pop("model")
     result["labels"] = len(train)
     result["from_scratch"] = from_scratch
@@ -167,6 +172,7 @@ def run(cfg: RunConfig, log=print) -> dict:
         replace(cfg.finetune, seed=pre.seed),
         device=pre.device,
         limit_train=pre.limit_train,
+        resume=pre.resume,
         log=log,
     )
     metrics = evaluate_command(out, cfg=cfg, device=pre.device, log=log)

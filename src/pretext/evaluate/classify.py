@@ -10,12 +10,14 @@ import math
 import statistics
 import sys
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
 from pretext.augment import Augmentation, make_view, preset, to_input
+from pretext.checkpoint import load_checkpoint, load_state_checked, save_checkpoint
 from pretext.config import FinetuneConfig, LinearProbeConfig
 from pretext.data import ImageSet, epoch_order, stratified_subset
 from pretext.models import Classifier
@@ -56,11 +58,14 @@ def finetune(
     device: torch.device,
     log=print,
     label: str = "finetune",
+    checkpoint: Path | None = None,
+    resume: bool = False,
 ) -> dict:
     """Train encoder + Linear(embed, classes) end to end; train accuracy per epoch, then test.
 
     The encoder is copied, so the caller's stays as it was. With `min_steps`, small label sets
-    get more epochs so that every arm of a comparison takes the same number of steps.
+    get more epochs so that every arm of a comparison takes the same number of steps. With
+    `checkpoint`, the state is saved after every epoch and `resume` continues from it exactly.
     """
     model = Classifier(copy.deepcopy(encoder), train.num_classes).to(device)
     aug = preset(cfg.augment)
@@ -70,9 +75,17 @@ def finetune(
     total = epochs * steps_per_epoch
     generator = torch.Generator(device).manual_seed(cfg.seed)
     images, labels = train.images.to(device), train.labels.to(device)
-    started, step, train_accuracy = time.perf_counter(), 0, []
+    started, step, train_accuracy, seconds_before = time.perf_counter(), 0, [], 0.0
+    if resume and checkpoint is not None and checkpoint.is_file():
+        state = load_checkpoint(checkpoint, device)
+        load_state_checked(model, state["classifier"], "classifier")
+        optimizer.load_state_dict(state["optimizer"])
+        generator.set_state(state["generator"])
+        train_accuracy, seconds_before = state["train_accuracy"], state["seconds"]
+        step = len(train_accuracy) * steps_per_epoch
+        log(f"resuming {label} after epoch {len(train_accuracy)}")
     model.train()
-    for epoch in range(epochs):
+    for epoch in range(len(train_accuracy), epochs):
         order = epoch_order(len(train), cfg.seed, epoch).to(device)
         correct = torch.zeros((), device=device, dtype=torch.int64)
         bar = tqdm(
@@ -101,13 +114,25 @@ def finetune(
                 f"{label} epoch {epoch + 1}/{epochs}  "
                 f"train accuracy {100 * train_accuracy[-1]:.2f}%"
             )
+        if checkpoint is not None:
+            save_checkpoint(
+                checkpoint,
+                {
+                    "encoder": model.encoder.state_dict(),
+                    "classifier": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "generator": generator.get_state(),
+                    "train_accuracy": train_accuracy,
+                    "seconds": seconds_before + time.perf_counter() - started,
+                },
+            )
     test_accuracy = accuracy(model, test, aug, device)
     return {
         "train_accuracy": train_accuracy,
         "test_accuracy": test_accuracy,
         "epochs": epochs,
         "steps": total,
-        "seconds": round(time.perf_counter() - started, 3),
+        "seconds": round(seconds_before + time.perf_counter() - started, 3),
         "model": model,
     }
 
