@@ -174,6 +174,61 @@ def cmd_augment(args) -> None:
     print(f"wrote {path}")
 
 
+def cmd_study(args) -> None:
+    from pretext.commands import study_command
+
+    try:
+        labels = tuple(int(x) for x in args.labels.split(","))
+    except ValueError:
+        raise PretextError(
+            f"--labels must be comma-separated integers, got {args.labels!r}"
+        ) from None
+    run_dir = args.checkpoint or args.out
+    if run_dir is None:
+        run_cfg = run_config(args)
+        from pretext.train import pretrain
+
+        pretrain(run_cfg.pretrain)
+        run_dir = run_cfg.pretrain.out
+    study_command(
+        run_dir,
+        labels,
+        args.seeds,
+        args.study_out,
+        args.dataset,
+        args.data_dir,
+        args.device or "auto",
+        args.min_steps,
+    )
+
+
+def cmd_embed(args) -> None:
+    from pretext.commands import embed_command
+
+    path = embed_command(
+        args.out, args.split, args.index_dir, args.dataset, args.data_dir, args.device or "auto"
+    )
+    print(f"wrote {path}")
+
+
+def cmd_search(args) -> None:
+    from pretext.commands import search_command
+
+    search_command(args.index_dir, args.query, args.k, args.png, args.device or "auto")
+
+
+def cmd_export(args) -> None:
+    from pretext.commands import export_command
+
+    print(f"wrote {export_command(args.run_dir, args.format, args.file)}")
+
+
+def cmd_report(args) -> None:
+    from pretext.commands import report_command
+
+    print(f"wrote {report_command(args.run_dir)}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pretext", description="Self-supervised pretraining of image encoders."
@@ -215,6 +270,49 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_options(p)
     p.add_argument("--out", required=True, help="run directory")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("study", help="few-label study: linear, fine-tune, kNN vs from scratch")
+    add_data_options(p)
+    add_pretrain_options(p)
+    p.add_argument(
+        "--checkpoint",
+        default=None,
+        help="run directory of a pretrained encoder (else pretrain into --out first)",
+    )
+    p.add_argument(
+        "--labels", default="10,100,600,6000,60000", help="label budgets, comma-separated"
+    )
+    p.add_argument("--seeds", type=int, default=3, help="label-sampling seeds per budget")
+    p.add_argument(
+        "--study-out", default=None, help="folder for study.* (default: the run directory)"
+    )
+    p.add_argument("--min-steps", type=int, default=None, help="fine-tuning steps at least")
+    p.set_defaults(func=cmd_study)
+
+    p = sub.add_parser("embed", help="write embeddings of a split (a search index)")
+    add_data_options(p)
+    p.add_argument("--out", required=True, help="run directory")
+    p.add_argument("--split", default="train")
+    p.add_argument("--index-dir", default=None, help="default RUN_DIR/index")
+    p.set_defaults(func=cmd_embed)
+
+    p = sub.add_parser("search", help="nearest neighbours of a query in an index")
+    p.add_argument("--index-dir", required=True)
+    p.add_argument("--query", required=True, help="a test-set index or an image file")
+    p.add_argument("-k", type=int, default=10)
+    p.add_argument("--png", default=None, help="where to write the strip of neighbours")
+    p.add_argument("--device", default=None)
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("export", help="write the encoder alone (TorchScript or ONNX)")
+    p.add_argument("run_dir")
+    p.add_argument("--format", default="torchscript", help="torchscript or onnx")
+    p.add_argument("--file", default=None, help="output file")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("report", help="write RUN_DIR/report.html (self-contained)")
+    p.add_argument("run_dir")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("augment", help="write a PNG grid of original images and random views")
     p.add_argument("--dataset", default="mnist")

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 from pretext.augment import make_views, preset, to_unit
-from pretext.checkpoint import write_json
+from pretext.checkpoint import write_json, write_text_atomic
 from pretext.config import FinetuneConfig, RunConfig, resolve_device
 from pretext.data import load_dataset, stratified_subset
 from pretext.errors import PretextError
@@ -80,7 +81,13 @@ def finetune_command(
     name = "scratch" if from_scratch else "finetune"
     saved = None if run_dir is None else Path(run_dir) / "checkpoints" / f"{name}.pt"
     result = finetune(model, train, test, cfg, dev, log, name, checkpoint=saved, resume=resume)
-    result.pop("model")
+    classifier = result.pop("model")
+    if run_dir is not None and not from_scratch:
+        from pretext.report.plots import confusion_matrix, worst_mistakes
+
+        logits = extract_features(classifier, test.images, preset(cfg.augment), dev).cpu()
+        confusion_matrix(logits.argmax(1), test.labels, Path(run_dir) / "confusion.png")
+        worst_mistakes(test.images, test.labels, logits, Path(run_dir) / "mistakes.png")
     result["labels"] = len(train)
     result["from_scratch"] = from_scratch
     log(f"test accuracy {100 * result['test_accuracy']:.2f}%")
@@ -126,6 +133,7 @@ def evaluate_command(
         f"mAP@R {100 * retrieval['map_at_r']:.2f}%"
     )
     update_metrics(run_dir, linear_probe=probe, knn=knn, retrieval=retrieval)
+    draw_run_pictures(run_dir, test_x[:2000], test.labels[:2000], pre.seed)
     torch.manual_seed(pre.seed + 1)
     scratch = build_encoder(pre.encoder, train.images.shape[1]).to(dev)
     few = few_label_comparison(
@@ -145,6 +153,18 @@ def evaluate_command(
         f"+- {100 * few['scratch_std']:.2f}"
     )
     return update_metrics(run_dir, few_labels=few)
+
+
+def draw_run_pictures(
+    run_dir: Path, features: torch.Tensor, labels: torch.Tensor, seed: int
+) -> None:
+    from pretext.report.plots import embedding_map, training_curves
+
+    history_file = run_dir / "metrics.jsonl"
+    if history_file.is_file():
+        history = [json.loads(line) for line in history_file.read_text().splitlines() if line]
+        training_curves(history, run_dir / "curves.png")
+    embedding_map(features, labels, run_dir / "embeddings.png", seed)
 
 
 def run(cfg: RunConfig, log=print) -> dict:
@@ -176,7 +196,9 @@ def run(cfg: RunConfig, log=print) -> dict:
         log=log,
     )
     metrics = evaluate_command(out, cfg=cfg, device=pre.device, log=log)
+    augment_grid(pre.dataset, pre.data_dir, out / "views.png", pre.augment, seed=pre.seed)
     metrics = update_metrics(out, seconds=round(time.perf_counter() - started, 1))
+    report_command(out)
     log(
         f"done in {metrics['seconds']:.0f}s: fine-tune {100 * ft['test_accuracy']:.2f}%, "
         f"linear probe {100 * metrics['linear_probe']['test_accuracy']:.2f}%; "
@@ -226,3 +248,211 @@ def augment_grid(
     fig.savefig(out, dpi=100)
     plt.close(fig)
     return out
+
+
+def study_command(
+    run_dir: str | Path,
+    labels: tuple[int, ...] = (10, 100, 600, 6000, 60000),
+    seeds: int = 3,
+    out: str | Path | None = None,
+    dataset: str | None = None,
+    data_dir: str | None = None,
+    device: str = "auto",
+    min_steps: int | None = None,
+    log=print,
+) -> list[dict]:
+    """Few-label study of a run's encoder -> study.json, study.md, study.png in `out`."""
+    from pretext.config import load_pretrain_config, recipe
+    from pretext.evaluate.study import StudyConfig, run_study, study_markdown
+    from pretext.report.plots import study_plot
+
+    run_dir = Path(run_dir)
+    out = Path(out) if out is not None else run_dir
+    pre = load_pretrain_config(run_dir)
+    base = recipe(pre.recipe)
+    ft = base.finetune if min_steps is None else replace(base.finetune, min_steps=min_steps)
+    cfg = StudyConfig(
+        labels=tuple(labels),
+        seeds=seeds,
+        finetune=ft,
+        linear=base.linear,
+        knn_k=base.knn_k,
+        knn_temperature=base.knn_temperature,
+    )
+    dev = resolve_device(device)
+    train, test = labelled_splits(dataset or pre.dataset, data_dir or pre.data_dir, None)
+    encoder = load_encoder(run_dir, dev)
+
+    def make_scratch(seed: int) -> torch.nn.Module:
+        torch.manual_seed(10_000 + seed)
+        return build_encoder(pre.encoder, train.images.shape[1]).to(dev)
+
+    rows = run_study(encoder, make_scratch, train, test, cfg, dev, log)
+    write_json(out / "study.json", rows)
+    write_text_atomic(out / "study.md", study_markdown(rows))
+    study_plot(rows, out / "study.png")
+    log(study_markdown(rows))
+    return rows
+
+
+def embed_command(
+    run_dir: str | Path,
+    split: str = "train",
+    out: str | Path | None = None,
+    dataset: str | None = None,
+    data_dir: str | None = None,
+    device: str = "auto",
+) -> Path:
+    """Embeddings of a split (the search database) -> INDEX_DIR/embeddings.npz + index.json."""
+    import numpy as np
+
+    from pretext.config import load_pretrain_config
+
+    run_dir = Path(run_dir)
+    pre = load_pretrain_config(run_dir)
+    dataset, data_dir = dataset or pre.dataset, data_dir or pre.data_dir
+    index_dir = Path(out) if out is not None else run_dir / "index"
+    dev = resolve_device(device)
+    data = load_dataset(dataset, split, data_dir)
+    features = extract_features(load_encoder(run_dir, dev), data.images, preset(pre.augment), dev)
+    labels = data.labels.numpy() if data.labels is not None else np.full(len(data), -1)
+    index_dir.mkdir(parents=True, exist_ok=True)
+    tmp = index_dir / ".embeddings.tmp.npz"
+    np.savez(tmp, embeddings=features.cpu().numpy(), labels=labels, indices=np.arange(len(data)))
+    tmp.replace(index_dir / "embeddings.npz")
+    write_json(
+        index_dir / "index.json",
+        {
+            "run_dir": str(run_dir.resolve()),
+            "dataset": dataset,
+            "data_dir": data_dir,
+            "split": split,
+        },
+    )
+    return index_dir / "embeddings.npz"
+
+
+def search_command(
+    index_dir: str | Path,
+    query: str,
+    k: int = 10,
+    out: str | Path | None = None,
+    device: str = "auto",
+    log=print,
+) -> list[dict]:
+    """Nearest database images of a query (a test-set index or an image file), with a PNG strip."""
+    import numpy as np
+    import torch.nn.functional as F
+
+    from pretext.config import load_pretrain_config
+    from pretext.report.plots import retrieval_strip
+
+    index_dir = Path(index_dir)
+    try:
+        meta = json.loads((index_dir / "index.json").read_text())
+        with np.load(index_dir / "embeddings.npz") as archive:
+            bank = torch.from_numpy(archive["embeddings"])
+            bank_labels = archive["labels"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise PretextError(f"{index_dir} is not an index made by 'pretext embed' ({exc})") from None
+    pre = load_pretrain_config(Path(meta["run_dir"]))
+    aug = preset(pre.augment)
+    dev = resolve_device(device)
+    if query.isdigit():
+        test = load_dataset(meta["dataset"], "test", meta["data_dir"])
+        if int(query) >= len(test):
+            raise PretextError(f"--query {query}: the test set has {len(test)} images")
+        image = test.images[int(query)]
+        query_label = str(int(test.labels[int(query)])) if test.labels is not None else "?"
+    else:
+        image, query_label = read_query_image(Path(query), bank_size=(28, 28)), Path(query).name
+    encoder = load_encoder(meta["run_dir"], dev)
+    z = extract_features(encoder, image.unsqueeze(0), aug, dev).cpu()
+    sims = F.normalize(bank.float(), dim=1) @ F.normalize(z, dim=1)[0]
+    top = sims.topk(min(k, len(bank)))
+    database = load_dataset(meta["dataset"], meta["split"], meta["data_dir"])
+    results = [
+        {"rank": r + 1, "index": int(i), "label": int(bank_labels[i]), "similarity": float(s)}
+        for r, (s, i) in enumerate(zip(top.values, top.indices, strict=True))
+    ]
+    for row in results:
+        log(
+            f"#{row['rank']:>2}  index {row['index']:>6}  label {row['label']}  "
+            f"similarity {row['similarity']:.3f}"
+        )
+    strip = Path(out) if out is not None else index_dir / f"search-{Path(query).stem}.png"
+    retrieval_strip(
+        image, query_label, database.images[top.indices], [str(r["label"]) for r in results], strip
+    )
+    log(f"wrote {strip}")
+    return results
+
+
+def read_query_image(path: Path, bank_size: tuple[int, int]) -> torch.Tensor:
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            array = np.asarray(img.convert("L").resize(bank_size))
+    except (OSError, UnidentifiedImageError) as exc:
+        raise PretextError(f"{path} is not a readable image ({exc})") from None
+    return torch.from_numpy(array.copy()).unsqueeze(0)
+
+
+def export_command(
+    run_dir: str | Path, fmt: str = "torchscript", out: str | Path | None = None
+) -> Path:
+    """The encoder alone, usable without pretext: TorchScript (.pt) or ONNX (.onnx)."""
+    from pretext.config import load_pretrain_config
+
+    run_dir = Path(run_dir)
+    pre = load_pretrain_config(run_dir)
+    encoder = load_encoder(run_dir, "cpu").eval()
+    channels = encoder.state_dict()[next(iter(encoder.state_dict()))].shape[1]
+    example = torch.zeros(2, channels, 28, 28)
+    if fmt == "torchscript":
+        path = Path(out) if out is not None else run_dir / "encoder.torchscript.pt"
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # still the portable format
+            traced = torch.jit.trace(encoder, example)
+        tmp = path.with_name(f".{path.name}.tmp")
+        traced.save(str(tmp))
+        tmp.replace(path)
+    elif fmt == "onnx":
+        path = Path(out) if out is not None else run_dir / "encoder.onnx"
+        try:
+            torch.onnx.export(
+                encoder,
+                (example,),
+                str(path),
+                input_names=["images"],
+                output_names=["embeddings"],
+                dynamic_axes={"images": {0: "batch"}, "embeddings": {0: "batch"}},
+                dynamo=False,
+            )
+        except (ImportError, ModuleNotFoundError) as exc:
+            raise PretextError(f"ONNX export needs the 'onnx' package ({exc})") from None
+    else:
+        raise PretextError(f"--format must be torchscript or onnx, got {fmt!r}")
+    write_json(
+        path.with_suffix(".json"),
+        {
+            "input": f"float N x {channels} x 28 x 28",
+            "normalise": normalisation(preset(pre.augment)),
+            "embed_dim": int(encoder.embed_dim),
+            "encoder": pre.encoder,
+        },
+    )
+    return path
+
+
+def normalisation(aug) -> dict:
+    """How to turn 0-255 pixels into the encoder's input: (x / 255 * scale - mean) / std."""
+    return {"scale": aug.pixel_scale, "mean": aug.mean, "std": aug.std}
+
+
+def report_command(run_dir: str | Path) -> Path:
+    from pretext.report import write_report
+
+    return write_report(run_dir)

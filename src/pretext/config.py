@@ -55,6 +55,8 @@ class FinetuneConfig:
     schedule: str = "cosine"
     augment: str = "light"
     min_steps: int = 0  # few-label runs get at least this many steps (same for every arm)
+    encoder_lr_scale: float = 1.0  # the encoder learns at lr * this; the new linear layer at lr
+    head_warmup: int = 0  # steps that train the linear layer alone before all weights train
     seed: int = 0
 
 

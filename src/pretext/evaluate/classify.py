@@ -69,7 +69,14 @@ def finetune(
     """
     model = Classifier(copy.deepcopy(encoder), train.num_classes).to(device)
     aug = preset(cfg.augment)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = torch.optim.Adam(
+        [
+            {"params": model.encoder.parameters()},
+            {"params": model.linear.parameters()},
+        ],
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
+    )
     steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
     epochs = max(cfg.epochs, math.ceil(cfg.min_steps / steps_per_epoch))
     total = epochs * steps_per_epoch
@@ -98,9 +105,12 @@ def finetune(
         )
         for i in bar:
             idx = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]
+            lr = cfg.lr
             if cfg.schedule == "cosine":
-                for group in optimizer.param_groups:
-                    group["lr"] = cfg.lr * 0.5 * (1 + math.cos(math.pi * step / total))
+                lr *= 0.5 * (1 + math.cos(math.pi * step / total))
+            encoder_group, linear_group = optimizer.param_groups
+            encoder_group["lr"] = 0.0 if step < cfg.head_warmup else lr * cfg.encoder_lr_scale
+            linear_group["lr"] = lr
             logits = model(make_view(images[idx], aug, generator))
             loss = F.cross_entropy(logits, labels[idx])
             optimizer.zero_grad(set_to_none=True)

@@ -1,0 +1,84 @@
+"""One self-contained report.html per run: config, metrics, pictures (embedded as base64), and
+the study table when present. Opens in any browser without a network."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+
+from pretext.checkpoint import write_text_atomic
+
+PICTURES = [
+    ("views.png", "Augmentation: originals and random views"),
+    ("curves.png", "Pretraining loss and kNN monitor"),
+    ("study.png", "Few-label study"),
+    ("confusion.png", "Confusion matrix of the fine-tuned classifier"),
+    ("mistakes.png", "Most confident mistakes"),
+    ("embeddings.png", "Map of test embeddings"),
+]
+
+
+def image_tag(path: Path, title: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode()
+    return (
+        f'<figure><img alt="{html.escape(title)}" src="data:image/png;base64,{data}">'
+        f"<figcaption>{html.escape(title)}</figcaption></figure>"
+    )
+
+
+def flatten(metrics: dict, prefix: str = "") -> list[tuple[str, str]]:
+    rows = []
+    for key, value in metrics.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            rows += flatten(value, f"{name}.")
+        elif isinstance(value, list):
+            shown = [round(v, 4) if isinstance(v, float) else v for v in value[-10:]]
+            rows.append((name, json.dumps(shown)))
+        elif isinstance(value, float):
+            rows.append((name, f"{value:.4f}"))
+        else:
+            rows.append((name, str(value)))
+    return rows
+
+
+def write_report(run_dir: str | Path) -> Path:
+    run_dir = Path(run_dir)
+    metrics = (
+        json.loads((run_dir / "metrics.json").read_text())
+        if (run_dir / "metrics.json").is_file()
+        else {}
+    )
+    config = (run_dir / "config.json").read_text() if (run_dir / "config.json").is_file() else "{}"
+    table = "".join(
+        f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>" for k, v in flatten(metrics)
+    )
+    figures = "".join(
+        image_tag(run_dir / name, title) for name, title in PICTURES if (run_dir / name).is_file()
+    )
+    study = ""
+    if (run_dir / "study.md").is_file():
+        study = (
+            f"<h2>Few-label study</h2><pre>{html.escape((run_dir / 'study.md').read_text())}</pre>"
+        )
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<title>pretext report: {html.escape(run_dir.name)}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1000px; color: #222; }}
+table {{ border-collapse: collapse; }} td {{ border-bottom: 1px solid #ddd; padding: 2px 12px; }}
+figure {{ display: inline-block; margin: 1em; vertical-align: top; }}
+img {{ max-width: 460px; }} pre {{ background: #f6f6f6; padding: 1em; overflow-x: auto; }}
+</style></head><body>
+<h1>pretext report: {html.escape(run_dir.name)}</h1>
+<h2>Metrics</h2><table>{table}</table>
+{study}
+<h2>Pictures</h2>{figures or "<p>No pictures in this run directory.</p>"}
+<h2>Configuration</h2><pre>{html.escape(config)}</pre>
+</body></html>
+"""
+    out = run_dir / "report.html"
+    write_text_atomic(out, page)
+    return out

@@ -1,0 +1,90 @@
+import base64
+import json
+import re
+
+import pytest
+import torch
+
+from pretext.cli import main
+from pretext.commands import (
+    embed_command,
+    export_command,
+    report_command,
+    search_command,
+    study_command,
+)
+from pretext.config import PretrainConfig
+from pretext.train import load_encoder, pretrain
+
+
+@pytest.fixture
+def pretrained_run(tiny_data, tmp_path):
+    out = tmp_path / "run"
+    pretrain(
+        PretrainConfig(data_dir=str(tiny_data), out=str(out), epochs=1, batch_size=16, threads=1)
+    )
+    return out
+
+
+def test_study_writes_rows_table_and_plot(pretrained_run):
+    rows = study_command(pretrained_run, labels=(10, 20), seeds=2, min_steps=4)
+    assert len(rows) == 8
+    assert {r["method"] for r in rows} == {"linear", "finetune", "knn", "scratch"}
+    for row in rows:
+        assert set(row) == {"labels", "method", "mean", "std", "seeds"}
+        assert row["seeds"] == 2 and 0.0 <= row["mean"] <= 1.0 and row["std"] >= 0.0
+    assert json.loads((pretrained_run / "study.json").read_text()) == rows
+    table = (pretrained_run / "study.md").read_text()
+    assert table.startswith("| labels | linear | finetune | knn | scratch |")
+    assert (pretrained_run / "study.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_report_embeds_its_images(pretrained_run):
+    from pretext.commands import draw_run_pictures
+
+    draw_run_pictures(pretrained_run, torch.randn(40, 5), torch.arange(40) % 10, 0)
+    (pretrained_run / "metrics.json").write_text(json.dumps({"finetune": {"test_accuracy": 0.5}}))
+    page = report_command(pretrained_run).read_text()
+    images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
+    assert len(images) == 2  # curves and embedding map
+    assert all(base64.b64decode(data)[:4] == b"\x89PNG" for data in images)
+    assert "finetune.test_accuracy" in page and "0.5000" in page
+    assert "http://" not in page and "https://" not in page  # nothing to fetch
+
+
+def test_embed_and_search(pretrained_run, tmp_path, capsys):
+    path = embed_command(pretrained_run)
+    import numpy as np
+
+    with np.load(path) as archive:
+        assert archive["embeddings"].shape == (64, 100) and archive["indices"].tolist() == list(
+            range(64)
+        )
+    results = search_command(pretrained_run / "index", "3", k=5, out=tmp_path / "strip.png")
+    assert [r["rank"] for r in results] == [1, 2, 3, 4, 5]
+    sims = [r["similarity"] for r in results]
+    assert sims == sorted(sims, reverse=True)
+    assert (tmp_path / "strip.png").read_bytes()[:4] == b"\x89PNG"
+    assert main(["search", "--index-dir", str(tmp_path / "none"), "--query", "1"]) == 2
+    assert "not an index" in capsys.readouterr().err
+
+
+def test_torchscript_export_matches_the_encoder(pretrained_run):
+    path = export_command(pretrained_run, "torchscript")
+    exported = torch.jit.load(str(path))
+    encoder = load_encoder(pretrained_run).eval()
+    x = torch.randn(7, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.allclose(exported(x), encoder(x), atol=1e-5)
+
+
+def test_onnx_export_matches_the_encoder(pretrained_run):
+    ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
+    pytest.importorskip("onnx", reason="onnx is not installed")
+    path = export_command(pretrained_run, "onnx")
+    session = ort.InferenceSession(str(path))
+    x = torch.randn(3, 1, 28, 28)
+    (out,) = session.run(None, {"images": x.numpy()})
+    with torch.no_grad():
+        expected = load_encoder(pretrained_run).eval()(x)
+    assert torch.allclose(torch.from_numpy(out), expected, atol=1e-5)
