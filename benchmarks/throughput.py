@@ -44,8 +44,14 @@ def timed(step, device: torch.device, seconds: float, warmup: int = 5) -> float:
             return count / elapsed
 
 
-def measure(encoder_name: str, batch: int, images: torch.Tensor, device: torch.device,
-            seconds: float, bf16: bool) -> dict:
+def measure(
+    encoder_name: str,
+    batch: int,
+    images: torch.Tensor,
+    device: torch.device,
+    seconds: float,
+    bf16: bool,
+) -> dict:
     cfg = PretrainConfig(encoder=encoder_name, batch_size=batch)
     aug = preset(cfg.augment)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
@@ -65,9 +71,13 @@ def measure(encoder_name: str, batch: int, images: torch.Tensor, device: torch.d
 
     # (b) full: the training loop's own step (batch from uint8 data, views, head, loss, update).
     torch.manual_seed(0)
-    method = build_method("simclr", build_encoder(encoder_name), temperature=cfg.temperature,
-                          projection_hidden=cfg.projection_hidden,
-                          projection_dim=cfg.projection_dim).to(device)
+    method = build_method(
+        "simclr",
+        build_encoder(encoder_name),
+        temperature=cfg.temperature,
+        projection_hidden=cfg.projection_hidden,
+        projection_dim=cfg.projection_dim,
+    ).to(device)
     full_optimizer = build_optimizer(cfg, method.parameters())
     generator = torch.Generator(device).manual_seed(0)
     order = epoch_order(len(images), 0, 0).to(device)
@@ -86,11 +96,15 @@ def measure(encoder_name: str, batch: int, images: torch.Tensor, device: torch.d
     def views_step() -> None:
         make_views(next_batch(), aug, generator)
 
-    rates = {name: 2 * batch * timed(fn, device, seconds)
-             for name, fn in (("model", model_step), ("full", full_step), ("views", views_step))}
+    rates = {
+        name: 2 * batch * timed(fn, device, seconds)
+        for name, fn in (("model", model_step), ("full", full_step), ("views", views_step))
+    }
     return {
-        "encoder": encoder_name, "batch_size": batch,
-        "model_images_per_s": round(rates["model"]), "full_images_per_s": round(rates["full"]),
+        "encoder": encoder_name,
+        "batch_size": batch,
+        "model_images_per_s": round(rates["model"]),
+        "full_images_per_s": round(rates["full"]),
         "views_images_per_s": round(rates["views"]),
         "overhead": round(rates["model"] / rates["full"] - 1, 3),
     }
@@ -108,17 +122,28 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     # MNIST-sized uint8 data; the pixel values do not change the cost of any step.
-    images = torch.randint(0, 256, (60000, 1, 28, 28), dtype=torch.uint8,
-                           generator=torch.Generator().manual_seed(0)).to(device)
+    images = torch.randint(
+        0, 256, (60000, 1, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
+    ).to(device)
     rows = []
     for item in args.configs.split(","):
         name, batch = item.split(":")
         rows.append(measure(name, int(batch), images, device, args.seconds, args.bf16))
-    print(json.dumps({
-        "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
-        "threads": torch.get_num_threads(), "torch": torch.__version__, "bf16": args.bf16,
-        "machine": platform.machine(), "results": rows,
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "device": str(device)
+                if device.type == "cpu"
+                else torch.cuda.get_device_name(device),
+                "threads": torch.get_num_threads(),
+                "torch": torch.__version__,
+                "bf16": args.bf16,
+                "machine": platform.machine(),
+                "results": rows,
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":
