@@ -54,6 +54,12 @@ def add_pretrain_options(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="stop at an unreadable image in a folder instead of skipping it",
     )
+    p.add_argument(
+        "--sync-batchnorm",
+        action="store_true",
+        default=None,
+        help="under torchrun: batch-norm statistics over all processes",
+    )
 
 
 def add_finetune_options(p: argparse.ArgumentParser) -> None:
@@ -100,6 +106,7 @@ def run_config(args: argparse.Namespace) -> RunConfig:
         resume=args.resume,
         overwrite=args.overwrite,
         skip_bad_files=not args.refuse_bad_files,
+        sync_batchnorm=args.sync_batchnorm,
     )
     ft = override(
         base.finetune,

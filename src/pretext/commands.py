@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from pretext import distributed
 from pretext.augment import make_views, preset, to_unit
 from pretext.checkpoint import write_json, write_text_atomic
 from pretext.config import FinetuneConfig, RunConfig, resolve_device
@@ -172,6 +173,8 @@ def run(cfg: RunConfig, log=print) -> dict:
     started = time.perf_counter()
     pre = cfg.pretrain
     summary = pretrain(pre, log)
+    if distributed.world_size() > 1 and torch.distributed.get_rank() != 0:
+        return {}  # evaluation runs once, on rank 0
     out = Path(pre.out)
     update_metrics(
         out,

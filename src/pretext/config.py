@@ -40,6 +40,7 @@ class PretrainConfig:
     threads: int | None = None
     checkpoint_every: int = 0  # also checkpoint every N steps (0: at epoch ends only)
     log_every: int = 50  # steps between progress-bar updates (one host sync each)
+    sync_batchnorm: bool = False  # with several processes: batch statistics over all ranks
     knn_monitor: int = 6000  # labelled images for the per-epoch kNN monitor (0: off)
     resume: bool = False
     overwrite: bool = False

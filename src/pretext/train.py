@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from pretext import distributed
 from pretext.augment import Augmentation, make_views, preset
 from pretext.checkpoint import (
     load_checkpoint,
@@ -29,7 +30,7 @@ from pretext.checkpoint import (
     write_text_atomic,
 )
 from pretext.config import PretrainConfig, load_pretrain_config, resolve_device, validate
-from pretext.data import epoch_order, load_dataset
+from pretext.data import epoch_order, load_dataset, shard
 from pretext.errors import PretextError
 from pretext.evaluate.classify import extract_features
 from pretext.evaluate.knn import knn_accuracy
@@ -109,19 +110,20 @@ def build_optimizer(cfg: PretrainConfig, params) -> torch.optim.Optimizer:
     return LARS(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-def rng_state(aug_gen: torch.Generator) -> dict:
+def rng_state(aug_gen: torch.Generator, augment_states: list[torch.Tensor] | None = None) -> dict:
+    """Every random state a resumed run needs; `augment` holds one generator state per rank."""
     np_state = np.random.get_state()
     return {
         "torch": torch.get_rng_state(),
-        "augment": aug_gen.get_state(),
+        "augment": augment_states or [aug_gen.get_state()],
         "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
         "python": list(random.getstate()),
     }
 
 
-def restore_rng(state: dict, aug_gen: torch.Generator) -> None:
+def restore_rng(state: dict, aug_gen: torch.Generator, rank: int = 0) -> None:
     torch.set_rng_state(state["torch"])
-    aug_gen.set_state(state["augment"])
+    aug_gen.set_state(state["augment"][rank])
     kind, keys, *rest = state["numpy"]
     np.random.set_state((kind, keys.numpy().astype(np.uint32), *rest))
     version, internal, gauss = state["python"]
@@ -129,7 +131,7 @@ def restore_rng(state: dict, aug_gen: torch.Generator) -> None:
 
 
 def pretrain_step(
-    method: SSLMethod,
+    method: SSLMethod | torch.nn.Module,
     optimizer: torch.optim.Optimizer,
     batch: torch.Tensor,
     aug: Augmentation,
@@ -147,21 +149,28 @@ def pretrain_step(
 def pretrain(cfg: PretrainConfig, log=print) -> dict:
     """Pretrain an encoder without labels; writes config, metrics and checkpoints to cfg.out.
 
-    Returns the summary that `metrics.json` records under "pretrain".
+    Under torchrun each process trains on its shard of every batch (DistributedDataParallel);
+    rank 0 alone logs and writes. Returns the summary `metrics.json` records under "pretrain".
     """
     validate(cfg)
     out = Path(cfg.out)
-    device = resolve_device(cfg.device)
+    ctx, device = distributed.setup(resolve_device(cfg.device))
+    if not ctx.is_main:
+        log = quiet
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     data = load_dataset(cfg.dataset, "train", cfg.data_dir, cfg.skip_bad_files).first(
         cfg.limit_train
     )
-    if cfg.batch_size > len(data):
+    global_batch = cfg.batch_size * ctx.world_size
+    if global_batch > len(data):
         raise PretextError(
-            f"--batch-size {cfg.batch_size} is larger than the data set ({len(data)} images)"
+            f"--batch-size {cfg.batch_size} x {ctx.world_size} processes is larger than the "
+            f"data set ({len(data)} images)"
         )
-    prepare_run_dir(out, cfg.resume, cfg.overwrite)
+    if ctx.is_main:
+        prepare_run_dir(out, cfg.resume, cfg.overwrite)
+    distributed.barrier()
 
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
@@ -174,12 +183,18 @@ def pretrain(cfg: PretrainConfig, log=print) -> dict:
         projection_hidden=cfg.projection_hidden,
         projection_dim=cfg.projection_dim,
     ).to(device)
+    if cfg.sync_batchnorm and ctx.world_size > 1:
+        method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method)
+    model = method
+    if ctx.world_size > 1:
+        ids = [device.index] if device.type == "cuda" else None
+        model = torch.nn.parallel.DistributedDataParallel(method, device_ids=ids)
     optimizer = build_optimizer(cfg, method.parameters())
     aug = preset(cfg.augment)
-    aug_gen = torch.Generator(device).manual_seed(cfg.seed)
+    aug_gen = torch.Generator(device).manual_seed(cfg.seed + 7919 * ctx.rank)
     images = data.images.to(device)
 
-    steps_per_epoch = len(data) // cfg.batch_size
+    steps_per_epoch = len(data) // global_batch
     total_steps = steps_per_epoch * cfg.epochs
     step, history, partial = 0, [], {"loss_sum": 0.0, "seconds": 0.0}
     if cfg.resume:
@@ -187,22 +202,30 @@ def pretrain(cfg: PretrainConfig, log=print) -> dict:
         load_state_checked(method.encoder, state["encoder"], "encoder")
         load_state_checked(method.head, state["head"], "projection head")
         optimizer.load_state_dict(state["optimizer"])
-        restore_rng(state["rng"], aug_gen)
+        if len(state["rng"]["augment"]) != ctx.world_size:
+            raise PretextError(
+                f"--resume: the checkpoint was written by {len(state['rng']['augment'])} "
+                f"processes, this run has {ctx.world_size}"
+            )
+        restore_rng(state["rng"], aug_gen, ctx.rank)
         step, history, partial = state["step"], state["history"], state["partial"]
         log(f"resuming {out} at step {step} (epoch {step // steps_per_epoch + 1})")
-    else:
+    elif ctx.is_main:
         write_text_atomic(
             out / "config.json", json.dumps({"pretrain": asdict(cfg)}, indent=2) + "\n"
         )
 
     def checkpoint(loss_sum: float, seconds: float) -> None:
+        states = rng_state(aug_gen, distributed.gather_objects(aug_gen.get_state()))
+        if not ctx.is_main:
+            return
         save_checkpoint(
             out / CHECKPOINT,
             {
                 "encoder": method.encoder.state_dict(),
                 "head": method.head.state_dict(),
                 "optimizer": optimizer.state_dict(),
-                "rng": rng_state(aug_gen),
+                "rng": states,
                 "epoch": step // steps_per_epoch,
                 "step": step,
                 "history": history,
@@ -211,11 +234,12 @@ def pretrain(cfg: PretrainConfig, log=print) -> dict:
             },
         )
 
-    monitor = monitor_split(data.labels, cfg.knn_monitor, cfg.seed)
+    monitor = monitor_split(data.labels, cfg.knn_monitor, cfg.seed) if ctx.is_main else None
     last_knn = {"knn": f"{history[-1]['knn']:.3f}"} if history and "knn" in history[-1] else {}
     method.train()
     for epoch in range(step // steps_per_epoch, cfg.epochs):
-        order = epoch_order(len(data), cfg.seed, epoch).to(device)
+        order = epoch_order(len(data), cfg.seed, epoch)
+        mine = shard(order, ctx.rank, ctx.world_size, cfg.batch_size).to(device)
         first = step - epoch * steps_per_epoch
         loss_sum = torch.tensor(partial["loss_sum"], device=device, dtype=torch.float64)
         seconds_before, started = partial["seconds"], time.perf_counter()
@@ -225,14 +249,14 @@ def pretrain(cfg: PretrainConfig, log=print) -> dict:
             desc=f"epoch {epoch + 1}/{cfg.epochs}",
             leave=False,
             file=sys.stderr,
-            disable=None,
+            disable=None if ctx.is_main else True,
             mininterval=0.5,
         )
         for i in bar:
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(cfg, step, total_steps, steps_per_epoch)
-            batch = images[order[i * cfg.batch_size : (i + 1) * cfg.batch_size]]
-            loss = pretrain_step(method, optimizer, batch, aug, aug_gen)
+            batch = images[mine[i * cfg.batch_size : (i + 1) * cfg.batch_size]]
+            loss = pretrain_step(model, optimizer, batch, aug, aug_gen)
             method.after_step((step + 1) / total_steps)
             loss_sum += loss
             first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss), step, first_bad)
@@ -264,15 +288,23 @@ def pretrain(cfg: PretrainConfig, log=print) -> dict:
         knn_text = f"  kNN {100 * row['knn']:.2f}%" if "knn" in row else ""
         log(f"epoch {epoch + 1}/{cfg.epochs}  loss {row['loss']:.4f}{knn_text}  ({seconds:.1f}s)")
         checkpoint(0.0, 0.0)
-        write_jsonl(out / "metrics.jsonl", history)
+        if ctx.is_main:
+            write_jsonl(out / "metrics.jsonl", history)
 
     summary = {
         "epochs": cfg.epochs,
         "final_loss": history[-1]["loss"],
         "seconds": round(sum(row["seconds"] for row in history), 3),
+        "processes": ctx.world_size,
     }
-    write_json(out / "pretrain.json", summary)
+    if ctx.is_main:
+        write_json(out / "pretrain.json", summary)
+    distributed.barrier()
     return summary
+
+
+def quiet(*_args, **_kwargs) -> None:
+    """The log of ranks other than 0."""
 
 
 def monitor_split(labels: torch.Tensor | None, size: int, seed: int):

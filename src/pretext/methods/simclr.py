@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from pretext.distributed import gather_with_grad
 from pretext.losses import nt_xent
 from pretext.methods.base import SSLMethod
 from pretext.models import ProjectionHead
@@ -28,4 +29,5 @@ class SimCLR(SSLMethod):
         self.temperature = temperature
 
     def criterion(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
-        return nt_xent(z1, z2, self.temperature)
+        # With several processes, every rank scores its anchors against all ranks' views.
+        return nt_xent(gather_with_grad(z1), gather_with_grad(z2), self.temperature)
