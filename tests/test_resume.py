@@ -80,7 +80,7 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical(tmp_path):
     subprocess.run(pretrain_cli(data, killed, "--resume"), check=True, env=env, capture_output=True)
     a, b = load_checkpoint(straight / "checkpoints" / "last.pt"), load_checkpoint(checkpoint)
     assert a["step"] == b["step"] == 300
-    for key in ("encoder", "head", "optimizer", "rng"):
+    for key in ("encoder", "method", "optimizer", "rng"):
         assert_same_tensors(a[key], b[key], key)
     assert losses(straight) == losses(killed)
 

@@ -24,3 +24,76 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5) -> tor
     logits = logits.masked_fill(self_mask, float("-inf"))
     targets = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(z.device)
     return F.cross_entropy(logits, targets)
+
+
+def info_nce(
+    q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, temperature: float
+) -> torch.Tensor:
+    """MoCo's InfoNCE: each query's positive is its key; the queue (D x K) holds the negatives.
+    q and k are L2-normalised here; the queue is assumed normalised."""
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    q, k = F.normalize(q.float(), dim=1), F.normalize(k.float(), dim=1)
+    positive = (q * k).sum(1, keepdim=True)
+    negative = q @ queue
+    logits = torch.cat([positive, negative], dim=1) / temperature
+    return F.cross_entropy(logits, torch.zeros(len(q), dtype=torch.long, device=q.device))
+
+
+def negative_cosine(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """SimSiam's D(p, z) = -cos(p, stopgrad(z)), averaged over the batch."""
+    return -F.cosine_similarity(p.float(), z.detach().float(), dim=1).mean()
+
+
+def byol_loss(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """BYOL's 2 - 2 cos(p, stopgrad(z)), averaged over the batch."""
+    return (2 - 2 * F.cosine_similarity(p.float(), z.detach().float(), dim=1)).mean()
+
+
+def off_diagonal(m: torch.Tensor) -> torch.Tensor:
+    n = m.shape[0]
+    return m.flatten()[:-1].view(n - 1, n + 1)[:, 1:].flatten()
+
+
+def barlow_twins_loss(z1: torch.Tensor, z2: torch.Tensor, lambd: float = 5e-3) -> torch.Tensor:
+    """Barlow Twins: the cross-correlation of batch-standardised embeddings should be the
+    identity: (1 - C_ii)^2 summed, plus lambd * C_ij^2 summed off the diagonal."""
+    n = z1.shape[0]
+    z1 = (z1.float() - z1.float().mean(0)) / (z1.float().std(0, unbiased=False) + 1e-6)
+    z2 = (z2.float() - z2.float().mean(0)) / (z2.float().std(0, unbiased=False) + 1e-6)
+    c = z1.T @ z2 / n
+    return (torch.diagonal(c) - 1).pow(2).sum() + lambd * off_diagonal(c).pow(2).sum()
+
+
+def vicreg_loss(
+    z1: torch.Tensor,
+    z2: torch.Tensor,
+    invariance: float = 25.0,
+    variance: float = 25.0,
+    covariance: float = 1.0,
+    eps: float = 1e-4,
+) -> torch.Tensor:
+    """VICReg: mean squared distance between views, a hinge keeping each dimension's standard
+    deviation above 1, and the squared off-diagonal covariances (divided by the dimension)."""
+    z1, z2 = z1.float(), z2.float()
+    n, d = z1.shape
+    sim = F.mse_loss(z1, z2)
+    std = torch.cat([torch.sqrt(z.var(0) + eps) for z in (z1, z2)])
+    var = F.relu(1 - std).mean() * 2  # mean over each view's dimensions, summed over views
+    cov = 0.0
+    for z in (z1, z2):
+        zc = z - z.mean(0)
+        cov = cov + off_diagonal(zc.T @ zc / (n - 1)).pow(2).sum() / d
+    return invariance * sim + variance * var + covariance * cov
+
+
+def dino_loss(
+    student: torch.Tensor,
+    teacher: torch.Tensor,
+    center: torch.Tensor,
+    student_temperature: float = 0.1,
+    teacher_temperature: float = 0.04,
+) -> torch.Tensor:
+    """DINO: cross-entropy from the centred, sharpened teacher distribution to the student's."""
+    targets = F.softmax((teacher.float() - center) / teacher_temperature, dim=1).detach()
+    return -(targets * F.log_softmax(student.float() / student_temperature, dim=1)).sum(1).mean()

@@ -199,8 +199,7 @@ def pretrain(cfg: PretrainConfig, log=print) -> dict:
     step, history, partial = 0, [], {"loss_sum": 0.0, "seconds": 0.0}
     if cfg.resume:
         state = load_checkpoint(out / CHECKPOINT, device)
-        load_state_checked(method.encoder, state["encoder"], "encoder")
-        load_state_checked(method.head, state["head"], "projection head")
+        load_state_checked(method, state["method"], f"{cfg.method} model")
         optimizer.load_state_dict(state["optimizer"])
         if len(state["rng"]["augment"]) != ctx.world_size:
             raise PretextError(
@@ -222,8 +221,8 @@ def pretrain(cfg: PretrainConfig, log=print) -> dict:
         save_checkpoint(
             out / CHECKPOINT,
             {
-                "encoder": method.encoder.state_dict(),
-                "head": method.head.state_dict(),
+                "encoder": method.encoder.state_dict(),  # what transfer uses
+                "method": method.state_dict(),  # encoder, heads, targets, queues: for resuming
                 "optimizer": optimizer.state_dict(),
                 "rng": states,
                 "epoch": step // steps_per_epoch,

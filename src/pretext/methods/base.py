@@ -3,6 +3,7 @@ views of a batch and returns the loss. The training loop knows nothing else abou
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 
 import torch
@@ -35,10 +36,29 @@ class SSLMethod(nn.Module):
         """Called after each optimizer step; progress runs from 0 to 1 over training."""
 
 
-def build_method(name: str, encoder: nn.Module, **options) -> SSLMethod:
+def available_methods() -> dict[str, type[SSLMethod]]:
+    from pretext.methods.byol import BYOL
+    from pretext.methods.dino import DINO
+    from pretext.methods.moco import MoCo
+    from pretext.methods.redundancy import BarlowTwins, VICReg
     from pretext.methods.simclr import SimCLR
+    from pretext.methods.simsiam import SimSiam
 
-    methods = {"simclr": SimCLR}
+    return {
+        "simclr": SimCLR,
+        "moco": MoCo,
+        "byol": BYOL,
+        "simsiam": SimSiam,
+        "barlow": BarlowTwins,
+        "vicreg": VICReg,
+        "dino": DINO,
+    }
+
+
+def build_method(name: str, encoder: nn.Module, **options) -> SSLMethod:
+    """A method by name; options it does not take (e.g. a temperature for BYOL) are ignored."""
+    methods = available_methods()
     if name not in methods:
         raise PretextError(f"unknown method {name!r}: use one of {', '.join(methods)}")
-    return methods[name](encoder, **options)
+    accepted = inspect.signature(methods[name]).parameters
+    return methods[name](encoder, **{k: v for k, v in options.items() if k in accepted})

@@ -1,0 +1,62 @@
+"""MoCo v2: a momentum encoder makes keys, a FIFO queue of past keys gives the negatives,
+InfoNCE on an MLP projection (He et al., 2020; Chen et al., 2020)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pretext.distributed import gather_with_grad
+from pretext.losses import info_nce
+from pretext.methods.base import SSLMethod
+from pretext.methods.momentum import ema_update, frozen_copy
+from pretext.models import ProjectionHead
+
+
+class MoCo(SSLMethod):
+    def __init__(
+        self,
+        encoder: nn.Module,
+        temperature: float = 0.2,
+        projection_hidden: int = 256,
+        projection_dim: int = 64,
+        queue_size: int = 4096,
+        momentum: float = 0.99,
+    ) -> None:
+        head = ProjectionHead(encoder.embed_dim, projection_hidden, projection_dim or 64)
+        super().__init__(encoder, head)
+        self.temperature = temperature
+        self.momentum = momentum
+        self.key_encoder = frozen_copy(encoder)
+        self.key_head = frozen_copy(head)
+        queue = F.normalize(torch.randn(projection_dim or 64, queue_size), dim=0)
+        self.register_buffer("queue", queue)
+        self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
+
+    def forward(self, views: Sequence[torch.Tensor]) -> torch.Tensor:
+        q1, q2 = self.head(self.encoder(torch.cat(list(views)))).chunk(2)
+        with torch.no_grad():
+            k1, k2 = self.key_head(self.key_encoder(torch.cat(list(views)))).chunk(2)
+        queue = self.queue.clone()
+        loss = (
+            info_nce(q1, k2, queue, self.temperature) + info_nce(q2, k1, queue, self.temperature)
+        ) / 2
+        self.enqueue(F.normalize(torch.cat([k1, k2]), dim=1))
+        return loss
+
+    @torch.no_grad()
+    def enqueue(self, keys: torch.Tensor) -> None:
+        """Replace the oldest keys with the newest (keys from every rank under torchrun)."""
+        keys = gather_with_grad(keys)
+        size = self.queue.shape[1]
+        keys = keys[:size]
+        idx = (self.queue_ptr + torch.arange(len(keys), device=keys.device)) % size
+        self.queue[:, idx] = keys.T.to(self.queue.dtype)
+        self.queue_ptr.copy_((self.queue_ptr + len(keys)) % size)
+
+    def after_step(self, progress: float) -> None:
+        ema_update(self.encoder, self.key_encoder, self.momentum)
+        ema_update(self.head, self.key_head, self.momentum)
