@@ -26,6 +26,7 @@ class StudyConfig:
     linear: LinearProbeConfig = LinearProbeConfig()
     knn_k: int = 200
     knn_temperature: float = 0.1
+    methods: tuple[str, ...] = METHODS
 
 
 def run_study(
@@ -39,45 +40,53 @@ def run_study(
 ) -> list[dict]:
     """Rows {labels, method, mean, std, seeds}; `make_scratch(seed)` builds a fresh encoder."""
     aug = preset(cfg.finetune.augment)
-    train_x = extract_features(encoder, train.images, aug, device)
-    test_x = extract_features(encoder, test.images, aug, device)
+    frozen = {"linear", "knn"} & set(cfg.methods)
+    if frozen:
+        train_x = extract_features(encoder, train.images, aug, device)
+        test_x = extract_features(encoder, test.images, aug, device)
     quiet = lambda *_: None  # noqa: E731
     rows = []
     for count in cfg.labels:
         count = min(count, len(train))
-        scores: dict[str, list[float]] = {m: [] for m in METHODS}
+        scores: dict[str, list[float]] = {m: [] for m in cfg.methods}
         for seed in range(cfg.seeds):
             idx = stratified_subset(train.labels, count, seed)
             subset = train.subset(idx)
             ft_cfg = replace(cfg.finetune, seed=seed)
-            probe = linear_probe(
-                train_x[idx.to(device)], subset.labels, test_x, test.labels, cfg.linear, seed=seed
-            )
-            scores["linear"].append(probe["test_accuracy"])
-            scores["knn"].append(
-                knn_accuracy(
+            if "linear" in scores:
+                probe = linear_probe(
                     train_x[idx.to(device)],
                     subset.labels,
                     test_x,
                     test.labels,
-                    cfg.knn_k,
-                    cfg.knn_temperature,
+                    cfg.linear,
+                    seed=seed,
                 )
-            )
-            scores["finetune"].append(
-                finetune(encoder, subset, test, ft_cfg, device, quiet, "finetune")["test_accuracy"]
-            )
-            scores["scratch"].append(
-                finetune(make_scratch(seed), subset, test, ft_cfg, device, quiet, "scratch")[
-                    "test_accuracy"
-                ]
-            )
+                scores["linear"].append(probe["test_accuracy"])
+            if "knn" in scores:
+                scores["knn"].append(
+                    knn_accuracy(
+                        train_x[idx.to(device)],
+                        subset.labels,
+                        test_x,
+                        test.labels,
+                        cfg.knn_k,
+                        cfg.knn_temperature,
+                    )
+                )
+            if "finetune" in scores:
+                result = finetune(encoder, subset, test, ft_cfg, device, quiet, "finetune")
+                scores["finetune"].append(result["test_accuracy"])
+            if "scratch" in scores:
+                result = finetune(
+                    make_scratch(seed), subset, test, ft_cfg, device, quiet, "scratch"
+                )
+                scores["scratch"].append(result["test_accuracy"])
             log(
                 f"{count} labels, seed {seed}: "
-                + ", ".join(f"{m} {100 * scores[m][-1]:.2f}%" for m in METHODS)
+                + ", ".join(f"{m} {100 * v[-1]:.2f}%" for m, v in scores.items())
             )
-        for method in METHODS:
-            values = scores[method]
+        for method, values in scores.items():
             rows.append(
                 {
                     "labels": count,
@@ -107,3 +116,33 @@ def study_markdown(rows: list[dict]) -> str:
         "scratch = same architecture from random weights, same steps and augmentation."
     )
     return "\n".join(lines) + "\n"
+
+
+def few_label_comparison(
+    encoder: torch.nn.Module,
+    scratch: torch.nn.Module,
+    train: ImageSet,
+    test: ImageSet,
+    labels: int,
+    seeds: int,
+    cfg: FinetuneConfig,
+    device: torch.device,
+    log=print,
+) -> dict:
+    """Fine-tuning from the pretrained encoder against the same architecture from scratch
+    (`scratch` is copied, never trained in place), as `metrics.json` records it."""
+    study = StudyConfig(
+        labels=(labels,), seeds=seeds, finetune=cfg, methods=("finetune", "scratch")
+    )
+    rows = {
+        r["method"]: r
+        for r in run_study(encoder, lambda _: scratch, train, test, study, device, log)
+    }
+    return {
+        "labels": labels,
+        "seeds": seeds,
+        "pretrained": rows["finetune"]["mean"],
+        "pretrained_std": rows["finetune"]["std"],
+        "scratch": rows["scratch"]["mean"],
+        "scratch_std": rows["scratch"]["std"],
+    }
