@@ -89,8 +89,7 @@ def measure(
         return images[order[i * batch : (i + 1) * batch]]
 
     def full_step() -> None:
-        with autocast:
-            pretrain_step(method, full_optimizer, next_batch(), aug, generator)
+        pretrain_step(method, full_optimizer, next_batch(), aug, generator, bf16)
 
     # (c) views: drawing the batch and making both views, nothing else.
     def views_step() -> None:

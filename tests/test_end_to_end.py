@@ -75,3 +75,19 @@ def test_seed_recipe_has_no_head_and_same_seed_same_losses(tiny_data, tmp_path):
     assert [json.loads(x)["loss"] for x in runs[0].splitlines()] == [
         json.loads(x)["loss"] for x in runs[1].splitlines()
     ]
+
+
+def test_bf16_autocast_path_runs_on_cpu(tiny_data, tmp_path):
+    from pretext.train import pretrain
+
+    cfg = PretrainConfig(
+        data_dir=str(tiny_data),
+        out=str(tmp_path / "bf16"),
+        epochs=1,
+        batch_size=16,
+        threads=1,
+        bf16=True,
+        knn_monitor=0,
+    )
+    summary = pretrain(cfg)
+    assert 0 < summary["final_loss"] < 10

@@ -54,6 +54,7 @@ def add_pretrain_options(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="stop at an unreadable image in a folder instead of skipping it",
     )
+    p.add_argument("--bf16", action="store_true", default=None, help="bfloat16 autocast (GPU)")
     p.add_argument(
         "--sync-batchnorm",
         action="store_true",
@@ -107,6 +108,7 @@ def run_config(args: argparse.Namespace) -> RunConfig:
         overwrite=args.overwrite,
         skip_bad_files=not args.refuse_bad_files,
         sync_batchnorm=args.sync_batchnorm,
+        bf16=args.bf16,
     )
     ft = override(
         base.finetune,

@@ -38,6 +38,7 @@ class PretrainConfig:
     limit_train: int | None = None
     device: str = "auto"
     threads: int | None = None
+    bf16: bool = False  # bfloat16 autocast for the forward pass (for GPUs that have it)
     checkpoint_every: int = 0  # also checkpoint every N steps (0: at epoch ends only)
     log_every: int = 50  # steps between progress-bar updates (one host sync each)
     sync_batchnorm: bool = False  # with several processes: batch statistics over all ranks

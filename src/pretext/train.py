@@ -136,10 +136,14 @@ def pretrain_step(
     batch: torch.Tensor,
     aug: Augmentation,
     generator: torch.Generator,
+    bf16: bool = False,
 ) -> torch.Tensor:
     """One step on a uint8 batch already on the device: two views, loss, update. Returns the
-    detached loss without syncing with the host."""
-    loss = method(make_views(batch, aug, generator))
+    detached loss without syncing with the host. `bf16` runs the forward pass under bfloat16
+    autocast (losses compute in float32)."""
+    views = make_views(batch, aug, generator)
+    with torch.autocast(batch.device.type, dtype=torch.bfloat16, enabled=bf16):
+        loss = method(views)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -255,7 +259,7 @@ def pretrain(cfg: PretrainConfig, log=print) -> dict:
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(cfg, step, total_steps, steps_per_epoch)
             batch = images[mine[i * cfg.batch_size : (i + 1) * cfg.batch_size]]
-            loss = pretrain_step(model, optimizer, batch, aug, aug_gen)
+            loss = pretrain_step(model, optimizer, batch, aug, aug_gen, cfg.bf16)
             method.after_step((step + 1) / total_steps)
             loss_sum += loss
             first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss), step, first_bad)
