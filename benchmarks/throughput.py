@@ -11,10 +11,12 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import statistics
 import time
 
 import torch
 
+from pretext.allocator import keep_freed_memory
 from pretext.augment import make_views, preset
 from pretext.config import PretrainConfig, resolve_device
 from pretext.data import epoch_order
@@ -44,6 +46,24 @@ def timed(step, device: torch.device, seconds: float, warmup: int = 5) -> float:
             return count / elapsed
 
 
+def interleaved(steps: dict, device: torch.device, seconds: float, rounds: int = 9) -> dict:
+    """Median steps per second of each step function, measured in alternating short blocks so
+    that a slow spell of a shared machine hits every function alike (ratios stay honest)."""
+    block = seconds / rounds
+    counts = {}
+    for name, step in steps.items():  # warm up, and size each block to about `block` seconds
+        counts[name] = max(3, round(block * timed(step, device, min(block, 0.5))))
+    rates: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(rounds):
+        for name, step in steps.items():
+            started = time.perf_counter()
+            for _ in range(counts[name]):
+                step()
+            sync(device)
+            rates[name].append(counts[name] / (time.perf_counter() - started))
+    return {name: statistics.median(values) for name, values in rates.items()}
+
+
 def measure(
     encoder_name: str,
     batch: int,
@@ -59,7 +79,7 @@ def measure(
     # (a) model: encoder forward + backward + Adam on a ready float batch of 2B images.
     torch.manual_seed(0)
     encoder = build_encoder(encoder_name).to(device)
-    optimizer = torch.optim.Adam(encoder.parameters(), lr=1e-4)
+    optimizer = build_optimizer(cfg, encoder.parameters())  # the training loop's optimizer
     ready = torch.randn(2 * batch, 1, 28, 28, device=device)
 
     def model_step() -> None:
@@ -95,10 +115,10 @@ def measure(
     def views_step() -> None:
         make_views(next_batch(), aug, generator)
 
-    rates = {
-        name: 2 * batch * timed(fn, device, seconds)
-        for name, fn in (("model", model_step), ("full", full_step), ("views", views_step))
-    }
+    per_step = interleaved(
+        {"model": model_step, "full": full_step, "views": views_step}, device, seconds
+    )
+    rates = {name: 2 * batch * value for name, value in per_step.items()}
     return {
         "encoder": encoder_name,
         "batch_size": batch,
@@ -114,12 +134,14 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast for the forward pass")
-    parser.add_argument("--seconds", type=float, default=4.0, help="timing per measurement")
+    parser.add_argument("--seconds", type=float, default=9.0, help="timing per configuration")
     parser.add_argument("--configs", default="cnn:32,cnn:256,cnn:512,convnet:256")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
+    if device.type == "cpu":
+        keep_freed_memory()  # as pretrain() does
     # MNIST-sized uint8 data; the pixel values do not change the cost of any step.
     images = torch.randint(
         0, 256, (60000, 1, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)

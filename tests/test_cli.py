@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 
@@ -7,17 +8,23 @@ import pytest
 from pretext.cli import main
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess:
+def run_cli(*args: str, home: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "PRETEXT_DATA_DIR"}
+    env.update(PRETEXT_NO_DOWNLOAD="1", HOME=home)  # nothing to find but what the test gives
     return subprocess.run(
-        [sys.executable, "-m", "pretext", *args],
-        capture_output=True,
-        text=True,
-        env={**__import__("os").environ, "PRETEXT_NO_DOWNLOAD": "1"},
+        [sys.executable, "-m", "pretext", *args], capture_output=True, text=True, env=env
     )
 
 
 def test_missing_data_is_one_line_no_traceback(tmp_path):
-    result = run_cli("pretrain", "--data-dir", str(tmp_path / "none"), "--out", str(tmp_path / "r"))
+    result = run_cli(
+        "pretrain",
+        "--data-dir",
+        str(tmp_path / "none"),
+        "--out",
+        str(tmp_path / "r"),
+        home=str(tmp_path),
+    )
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().startswith("pretext: error: mnist not found")

@@ -32,7 +32,7 @@ class Augmentation:
     contrast: float = 0.0  # multiply by U(1 - c, 1 + c)
     erase_p: float = 0.0  # random erasing: probability and area range
     erase_area: tuple[float, float] = (0.02, 0.15)
-    noise_p: float = 0.0  # additive Gaussian noise: probability and standard deviation
+    noise_p: float = 0.0  # additive zero-mean noise: probability and standard deviation
     noise_std: float = 0.0
 
 
@@ -117,15 +117,16 @@ def random_affine(
     shift = uniform(2 * n, -translate, translate, gen, device).view(n, 2) * 2
     cos, sin, tan = torch.cos(angle), torch.sin(angle), torch.tan(shear_x)
     # The matrix maps output to input coordinates: dividing by zoom enlarges the content.
-    theta = torch.stack(
-        [
-            torch.stack([cos, cos * tan - sin, shift[:, 0]], dim=1),
-            torch.stack([sin, sin * tan + cos, shift[:, 1]], dim=1),
-        ],
-        dim=1,
-    )
-    theta[:, :, :2] /= zoom.view(n, 1, 1)
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    a, b = cos / zoom, (cos * tan - sin) / zoom
+    c, d = sin / zoom, (sin * tan + cos) / zoom
+    # The sampling grid, as F.affine_grid(align_corners=False) would make it, but by broadcasting:
+    # affine_grid's batched matrix product is the slowest part on CPU.
+    h, w = x.shape[-2:]
+    xs = ((torch.arange(w, device=device, dtype=x.dtype) * 2 + 1) / w - 1).view(1, 1, w)
+    ys = ((torch.arange(h, device=device, dtype=x.dtype) * 2 + 1) / h - 1).view(1, h, 1)
+    grid_x = a.view(n, 1, 1) * xs + b.view(n, 1, 1) * ys + shift[:, 0].view(n, 1, 1)
+    grid_y = c.view(n, 1, 1) * xs + d.view(n, 1, 1) * ys + shift[:, 1].view(n, 1, 1)
+    grid = torch.stack([grid_x, grid_y], dim=-1)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
@@ -141,13 +142,14 @@ def random_erasing(
     ew = (torch.sqrt(frac / aspect) * w).clamp(1, w)
     top = torch.rand(n, generator=gen, device=device) * (h - eh)
     left = torch.rand(n, generator=gen, device=device) * (w - ew)
-    apply = torch.rand(n, generator=gen, device=device) < p
-    rows = torch.arange(h, device=device).view(1, h)
-    cols = torch.arange(w, device=device).view(1, w)
-    in_rows = (rows >= top[:, None]) & (rows < (top + eh)[:, None])
-    in_cols = (cols >= left[:, None]) & (cols < (left + ew)[:, None])
-    mask = in_rows[:, :, None] & in_cols[:, None, :] & apply.view(n, 1, 1)
-    return x.masked_fill(mask.unsqueeze(1), 0.0)
+    apply = (torch.rand(n, generator=gen, device=device) < p).to(x.dtype)
+    rows = torch.arange(h, device=device, dtype=x.dtype).view(1, h)
+    cols = torch.arange(w, device=device, dtype=x.dtype).view(1, w)
+    in_rows = ((rows >= top[:, None]) & (rows < (top + eh)[:, None])).to(x.dtype) * apply[:, None]
+    in_cols = ((cols >= left[:, None]) & (cols < (left + ew)[:, None])).to(x.dtype)
+    # keep = 1 - rows x cols, built by one broadcast product: two passes over the batch.
+    erased = in_rows.view(n, 1, h, 1) * in_cols.view(n, 1, 1, w)
+    return x.addcmul(x, erased, value=-1.0)
 
 
 def random_contrast(x: torch.Tensor, gen: torch.Generator, strength: float) -> torch.Tensor:
@@ -155,10 +157,18 @@ def random_contrast(x: torch.Tensor, gen: torch.Generator, strength: float) -> t
     return (x * factor).clamp_(0, 1)
 
 
-def gaussian_noise(x: torch.Tensor, gen: torch.Generator, p: float, std: float) -> torch.Tensor:
-    scale = (torch.rand(x.shape[0], generator=gen, device=x.device) < p).to(x.dtype) * std
-    noise = torch.randn(x.shape, generator=gen, device=x.device, dtype=x.dtype)
-    return noise.mul_(scale.view(-1, 1, 1, 1)).add_(x).clamp_(0, 1)
+def random_noise(x: torch.Tensor, gen: torch.Generator, p: float, std: float) -> torch.Tensor:
+    """Zero-mean uniform noise with standard deviation `std` on round(p * N) random images.
+
+    Uniform rather than Gaussian, and drawn only for the chosen images (a count fixed in
+    advance, so no host sync on GPU): drawing random numbers is the dearest step on CPU."""
+    count = round(p * x.shape[0])
+    if count == 0:
+        return x
+    chosen = torch.randperm(x.shape[0], generator=gen, device=x.device)[:count]
+    noise = torch.rand((count, *x.shape[1:]), generator=gen, device=x.device, dtype=x.dtype)
+    noise = noise.mul_(2 * std * math.sqrt(3.0)).sub_(std * math.sqrt(3.0))
+    return x.index_add(0, chosen, noise).clamp_(0, 1)
 
 
 def augment(x: torch.Tensor, aug: Augmentation, gen: torch.Generator) -> torch.Tensor:
@@ -174,7 +184,7 @@ def augment(x: torch.Tensor, aug: Augmentation, gen: torch.Generator) -> torch.T
     if aug.erase_p:
         x = random_erasing(x, gen, aug.erase_p, aug.erase_area)
     if aug.noise_p:
-        x = gaussian_noise(x, gen, aug.noise_p, aug.noise_std)
+        x = random_noise(x, gen, aug.noise_p, aug.noise_std)
     return x
 
 

@@ -334,7 +334,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from pretext.allocator import keep_freed_memory
+
     args = build_parser().parse_args(argv)
+    keep_freed_memory()
     warnings.filterwarnings("default")
     try:
         args.func(args)

@@ -20,6 +20,7 @@ import torch
 from tqdm import tqdm
 
 from pretext import distributed
+from pretext.allocator import keep_freed_memory
 from pretext.augment import Augmentation, make_views, preset
 from pretext.checkpoint import (
     load_checkpoint,
@@ -104,7 +105,9 @@ class LARS(torch.optim.Optimizer):
 
 def build_optimizer(cfg: PretrainConfig, params) -> torch.optim.Optimizer:
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        # The fused kernel updates all tensors in one pass (CPU and CUDA): measurably faster
+        # for small models, where per-tensor launches dominate the optimizer step.
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
     return LARS(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -159,6 +162,8 @@ def pretrain(cfg: PretrainConfig, log=print) -> dict:
     validate(cfg)
     out = Path(cfg.out)
     ctx, device = distributed.setup(resolve_device(cfg.device))
+    if device.type == "cpu":
+        keep_freed_memory()
     if not ctx.is_main:
         log = quiet
     if cfg.threads:
