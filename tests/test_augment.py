@@ -85,3 +85,41 @@ def test_affine_moves_mass_but_keeps_it_roughly():
 def test_one_view_for_supervised_training():
     out = make_view(batch(4), preset("light"), torch.Generator().manual_seed(0))
     assert out.shape == (4, 1, 28, 28)
+
+
+def test_affine_grid_by_broadcasting_equals_torch_affine_grid():
+    import math
+
+    import torch.nn.functional as F
+
+    x = torch.rand(32, 1, 28, 28)
+    out = random_affine(x, torch.Generator().manual_seed(5), 20, 0.12, (0.75, 1.15), 15)
+    gen, n = torch.Generator().manual_seed(5), 32
+
+    def draw(low, high, count=n):
+        return low + (high - low) * torch.rand(count, generator=gen)
+
+    angle, shear = draw(-20, 20) * math.pi / 180, draw(-15, 15) * math.pi / 180
+    zoom, shift = draw(0.75, 1.15), draw(-0.12, 0.12, 2 * n).view(n, 2) * 2
+    cos, sin, tan = angle.cos(), angle.sin(), shear.tan()
+    theta = torch.stack([torch.stack([cos, cos * tan - sin, shift[:, 0]], 1),
+                         torch.stack([sin, sin * tan + cos, shift[:, 1]], 1)], 1)
+    theta[:, :, :2] /= zoom.view(n, 1, 1)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    assert torch.allclose(out, F.grid_sample(x, grid, align_corners=False), atol=1e-5)
+
+
+def test_erasing_and_noise_statistics():
+    from pretext.augment import random_erasing, random_noise
+
+    ones = torch.ones(4000, 1, 28, 28)
+    erased = random_erasing(ones, torch.Generator().manual_seed(0), 0.5, (0.02, 0.15))
+    share = (erased == 0).float().mean(dim=(1, 2, 3))
+    assert 0.45 < (share > 0).float().mean() < 0.55  # p = 0.5 per image
+    assert 0.02 < share[share > 0].mean() < 0.15  # erased area within the asked range
+    half = torch.full((1000, 1, 28, 28), 0.5)
+    noisy = random_noise(half, torch.Generator().manual_seed(0), 0.5, 0.1)
+    changed = (noisy != 0.5).flatten(1).any(1)
+    assert changed.sum() == 500  # exactly p of the images
+    assert abs((noisy[changed] - 0.5).std() - 0.1) < 0.005
+    assert abs((noisy[changed] - 0.5).mean()) < 0.005

@@ -64,9 +64,10 @@ class FinetuneConfig:
 
 @dataclass(frozen=True)
 class LinearProbeConfig:
-    epochs: int = 60
+    # Chosen on a validation split (the last 10,000 training images), never on the test set.
+    epochs: int = 100
     batch_size: int = 1024
-    lr: float = 3e-3
+    lr: float = 1e-2
     weight_decay: float = 1e-5
 
 
