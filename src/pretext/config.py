@@ -7,7 +7,7 @@ directory is `asdict` of these, so a run can be read back and repeated.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import torch
@@ -148,10 +148,6 @@ def resolve_device(name: str) -> torch.device:
     if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
         raise PretextError(f"--device must be auto, cpu or cuda, got {name!r}")
     return torch.device(name)
-
-
-def to_json(config) -> str:
-    return json.dumps(asdict(config), indent=2)
 
 
 def load_pretrain_config(run_dir: Path) -> PretrainConfig:
