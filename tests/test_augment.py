@@ -102,8 +102,13 @@ def test_affine_grid_by_broadcasting_equals_torch_affine_grid():
     angle, shear = draw(-20, 20) * math.pi / 180, draw(-15, 15) * math.pi / 180
     zoom, shift = draw(0.75, 1.15), draw(-0.12, 0.12, 2 * n).view(n, 2) * 2
     cos, sin, tan = angle.cos(), angle.sin(), shear.tan()
-    theta = torch.stack([torch.stack([cos, cos * tan - sin, shift[:, 0]], 1),
-                         torch.stack([sin, sin * tan + cos, shift[:, 1]], 1)], 1)
+    theta = torch.stack(
+        [
+            torch.stack([cos, cos * tan - sin, shift[:, 0]], 1),
+            torch.stack([sin, sin * tan + cos, shift[:, 1]], 1),
+        ],
+        1,
+    )
     theta[:, :, :2] /= zoom.view(n, 1, 1)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     assert torch.allclose(out, F.grid_sample(x, grid, align_corners=False), atol=1e-5)

@@ -91,3 +91,12 @@ def test_bf16_autocast_path_runs_on_cpu(tiny_data, tmp_path):
     )
     summary = pretrain(cfg)
     assert 0 < summary["final_loss"] < 10
+
+
+def test_run_reports_any_method_through_the_same_metrics(tiny_data, tmp_path):
+    metrics = run(tiny_run_config(tiny_data, tmp_path / "byol", method="byol"))
+    assert metrics["method"] == "byol"
+    assert {"pretrain", "finetune", "linear_probe", "knn", "retrieval", "few_labels"} <= set(
+        metrics
+    )
+    assert (tmp_path / "byol" / "report.html").is_file()
