@@ -47,6 +47,12 @@ def main() -> None:
     parser.add_argument("--methods", default=",".join(available_methods()))
     parser.add_argument("--runs", default="runs/methods")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument(
+        "--temperature",
+        type=float,
+        default=None,
+        help="for the methods that have one (default: the recipe's 0.2)",
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -71,6 +77,7 @@ def main() -> None:
             epochs=args.epochs,
             overwrite=True,
             knn_monitor=0,
+            **({"temperature": args.temperature} if args.temperature else {}),
         )
         started = time.perf_counter()
         summary = pretrain(cfg, log=lambda *_: None)
