@@ -65,6 +65,13 @@ def test_embed_and_search(pretrained_run, tmp_path, capsys):
     sims = [r["similarity"] for r in results]
     assert sims == sorted(sims, reverse=True)
     assert (tmp_path / "strip.png").read_bytes()[:4] == b"\x89PNG"
+    from PIL import Image
+
+    Image.fromarray(np.full((40, 40), 200, dtype=np.uint8)).save(tmp_path / "mine.png")
+    by_file = search_command(
+        pretrained_run / "index", str(tmp_path / "mine.png"), k=3, out=tmp_path / "strip2.png"
+    )
+    assert len(by_file) == 3 and (tmp_path / "strip2.png").is_file()
     assert main(["search", "--index-dir", str(tmp_path / "none"), "--query", "1"]) == 2
     assert "not an index" in capsys.readouterr().err
 

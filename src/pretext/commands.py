@@ -361,6 +361,7 @@ def search_command(
     pre = load_pretrain_config(Path(meta["run_dir"]))
     aug = preset(pre.augment)
     dev = resolve_device(device)
+    database = load_dataset(meta["dataset"], meta["split"], meta["data_dir"])
     if query.isdigit():
         test = load_dataset(meta["dataset"], "test", meta["data_dir"])
         if int(query) >= len(test):
@@ -368,12 +369,14 @@ def search_command(
         image = test.images[int(query)]
         query_label = str(int(test.labels[int(query)])) if test.labels is not None else "?"
     else:
-        image, query_label = read_query_image(Path(query), bank_size=(28, 28)), Path(query).name
+        image, query_label = (
+            read_query_image(Path(query), database.images.shape[1:]),
+            Path(query).name,
+        )
     encoder = load_encoder(meta["run_dir"], dev)
     z = extract_features(encoder, image.unsqueeze(0), aug, dev).cpu()
     sims = F.normalize(bank.float(), dim=1) @ F.normalize(z, dim=1)[0]
     top = sims.topk(min(k, len(bank)))
-    database = load_dataset(meta["dataset"], meta["split"], meta["data_dir"])
     results = [
         {"rank": r + 1, "index": int(i), "label": int(bank_labels[i]), "similarity": float(s)}
         for r, (s, i) in enumerate(zip(top.values, top.indices, strict=True))
@@ -391,16 +394,19 @@ def search_command(
     return results
 
 
-def read_query_image(path: Path, bank_size: tuple[int, int]) -> torch.Tensor:
+def read_query_image(path: Path, shape: torch.Size) -> torch.Tensor:
+    """An image file as uint8 C x H x W, converted and resized to match the database."""
     import numpy as np
     from PIL import Image, UnidentifiedImageError
 
+    channels, height, width = shape
     try:
         with Image.open(path) as img:
-            array = np.asarray(img.convert("L").resize(bank_size))
+            array = np.asarray(img.convert("L" if channels == 1 else "RGB").resize((width, height)))
     except (OSError, UnidentifiedImageError) as exc:
         raise PretextError(f"{path} is not a readable image ({exc})") from None
-    return torch.from_numpy(array.copy()).unsqueeze(0)
+    tensor = torch.from_numpy(array.copy())
+    return tensor.unsqueeze(0) if channels == 1 else tensor.permute(2, 0, 1)
 
 
 def export_command(
