@@ -431,15 +431,17 @@ def export_command(
     elif fmt == "onnx":
         path = Path(out) if out is not None else run_dir / "encoder.onnx"
         try:
-            torch.onnx.export(
-                encoder,
-                (example,),
-                str(path),
-                input_names=["images"],
-                output_names=["embeddings"],
-                dynamic_axes={"images": {0: "batch"}, "embeddings": {0: "batch"}},
-                dynamo=False,
-            )
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript-based exporter
+                torch.onnx.export(
+                    encoder,
+                    (example,),
+                    str(path),
+                    input_names=["images"],
+                    output_names=["embeddings"],
+                    dynamic_axes={"images": {0: "batch"}, "embeddings": {0: "batch"}},
+                    dynamo=False,
+                )
         except (ImportError, ModuleNotFoundError) as exc:
             raise PretextError(f"ONNX export needs the 'onnx' package ({exc})") from None
     else:
