@@ -142,3 +142,43 @@ def test_shards_are_disjoint_and_cover_whole_batches():
     assert len(parts[0]) == len(parts[1]) == 48
     assert not set(parts[0].tolist()) & set(parts[1].tolist())
     assert set(parts[0].tolist()) | set(parts[1].tolist()) == set(order[:96].tolist())
+
+
+def test_download_verifies_checksums_and_fills_the_cache(tmp_path, monkeypatch):
+    import hashlib
+
+    from conftest import make_idx_set
+
+    import pretext.data.sources as sources
+
+    mirror = make_idx_set(tmp_path / "mirror") / "mnist"
+    files = {}
+    for split, (images, labels) in sources.NAMED_SETS["mnist"].files.items():
+        files[split] = tuple(
+            sources.IdxFile(
+                item.name,
+                raw_md5=hashlib.md5(
+                    gzip.decompress((mirror / f"{item.name}.gz").read_bytes())
+                ).hexdigest(),
+            )
+            for item in (images, labels)
+        )
+    fake = sources.NamedSet(files=files, num_classes=10, mirrors=(mirror.as_uri() + "/",))
+    monkeypatch.setitem(sources.NAMED_SETS, "mnist", fake)
+    monkeypatch.delenv("PRETEXT_NO_DOWNLOAD")
+    monkeypatch.delenv("PRETEXT_DATA_DIR", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    data = load_dataset("mnist")
+    assert len(data) == 64
+    assert (
+        tmp_path / "home" / ".cache" / "pretext" / "mnist" / "t10k-labels-idx1-ubyte.gz"
+    ).is_file()
+
+    bad = {
+        s: tuple(sources.IdxFile(i.name, raw_md5="0" * 32) for i in pair)
+        for s, pair in files.items()
+    }
+    monkeypatch.setitem(sources.NAMED_SETS, "mnist", sources.NamedSet(bad, 10, fake.mirrors))
+    monkeypatch.setenv("HOME", str(tmp_path / "home2"))
+    with pytest.raises(PretextError, match="fails its checksum"):
+        load_dataset("mnist")

@@ -109,12 +109,28 @@ NAMED_SETS = {
     "fashion-mnist": NamedSet(
         files={
             "train": (
-                IdxFile("train-images-idx3-ubyte", gz_md5="8d4fb7e6c68d591d4c3dfef9ec88bf0d"),
-                IdxFile("train-labels-idx1-ubyte", gz_md5="25c81989df183df01b3e8a0aad5dffbe"),
+                IdxFile(
+                    "train-images-idx3-ubyte",
+                    raw_md5="f4a8712d7a061bf5bd6d2ca38dc4d50a",
+                    gz_md5="8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+                ),
+                IdxFile(
+                    "train-labels-idx1-ubyte",
+                    raw_md5="9018921c3c673c538a1fc5bad174d6f9",
+                    gz_md5="25c81989df183df01b3e8a0aad5dffbe",
+                ),
             ),
             "test": (
-                IdxFile("t10k-images-idx3-ubyte", gz_md5="bef4ecab320f06d8554ea6380940ec79"),
-                IdxFile("t10k-labels-idx1-ubyte", gz_md5="bb300cfdad3c16e7a12a480ee83cd310"),
+                IdxFile(
+                    "t10k-images-idx3-ubyte",
+                    raw_md5="8181f5470baa50b63fa0f6fddb340f0a",
+                    gz_md5="bef4ecab320f06d8554ea6380940ec79",
+                ),
+                IdxFile(
+                    "t10k-labels-idx1-ubyte",
+                    raw_md5="15d484375f8d13e6eb1aabb0c3f46965",
+                    gz_md5="bb300cfdad3c16e7a12a480ee83cd310",
+                ),
             ),
         },
         num_classes=10,
