@@ -8,6 +8,7 @@ import sys
 import warnings
 from dataclasses import replace
 
+from pretext import distributed
 from pretext.config import FinetuneConfig, RunConfig, override, recipe
 from pretext.errors import PretextError
 
@@ -341,6 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("default")
     try:
         args.func(args)
+        distributed.shutdown()  # under torchrun: leave the process group together
     except PretextError as exc:
         print(f"pretext: error: {exc}", file=sys.stderr)
         return 2

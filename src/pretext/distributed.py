@@ -68,3 +68,10 @@ def gather_objects(obj) -> list:
 def barrier() -> None:
     if world_size() > 1:
         dist.barrier()
+
+
+def shutdown() -> None:
+    """Leave the process group cleanly (all ranks together) before the interpreter exits."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
