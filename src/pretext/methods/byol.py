@@ -31,9 +31,10 @@ class BYOL(SSLMethod):
         self.momentum = base_momentum
 
     def forward(self, views: Sequence[torch.Tensor]) -> torch.Tensor:
-        p1, p2 = self.predictor(self.head(self.encoder(torch.cat(list(views))))).chunk(2)
+        x = torch.cat(list(views))  # one batch for both networks
+        p1, p2 = self.predictor(self.head(self.encoder(x))).chunk(2)
         with torch.no_grad():
-            z1, z2 = self.target_head(self.target_encoder(torch.cat(list(views)))).chunk(2)
+            z1, z2 = self.target_head(self.target_encoder(x)).chunk(2)
         return (byol_loss(p1, z2) + byol_loss(p2, z1)) / 2
 
     def after_step(self, progress: float) -> None:

@@ -36,9 +36,10 @@ class DINO(SSLMethod):
         )
 
     def forward(self, views: Sequence[torch.Tensor]) -> torch.Tensor:
-        s1, s2 = self.head(self.encoder(torch.cat(list(views)))).chunk(2)
+        x = torch.cat(list(views))  # one batch for both networks
+        s1, s2 = self.head(self.encoder(x)).chunk(2)
         with torch.no_grad():
-            teacher = self.teacher_head(self.teacher_encoder(torch.cat(list(views))))
+            teacher = self.teacher_head(self.teacher_encoder(x))
         t1, t2 = teacher.chunk(2)
         center = self.center.clone()
         loss = (

@@ -37,9 +37,10 @@ class MoCo(SSLMethod):
         self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
 
     def forward(self, views: Sequence[torch.Tensor]) -> torch.Tensor:
-        q1, q2 = self.head(self.encoder(torch.cat(list(views)))).chunk(2)
+        x = torch.cat(list(views))  # one batch for both networks
+        q1, q2 = self.head(self.encoder(x)).chunk(2)
         with torch.no_grad():
-            k1, k2 = self.key_head(self.key_encoder(torch.cat(list(views)))).chunk(2)
+            k1, k2 = self.key_head(self.key_encoder(x)).chunk(2)
         queue = self.queue.clone()
         loss = (
             info_nce(q1, k2, queue, self.temperature) + info_nce(q2, k1, queue, self.temperature)
