@@ -106,7 +106,7 @@ def measure(
     def next_batch() -> torch.Tensor:
         i = position["i"] % (len(images) // batch)
         position["i"] += 1
-        return images[order[i * batch : (i + 1) * batch]]
+        return images.index_select(0, order[i * batch : (i + 1) * batch])
 
     def full_step() -> None:
         pretrain_step(method, full_optimizer, next_batch(), aug, generator, bf16)

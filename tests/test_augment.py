@@ -128,3 +128,48 @@ def test_erasing_and_noise_statistics():
     assert changed.sum() == 500  # exactly p of the images
     assert abs((noisy[changed] - 0.5).std() - 0.1) < 0.005
     assert abs((noisy[changed] - 0.5).mean()) < 0.005
+
+
+def test_photometric_equals_contrast_erasing_noise_then_normalise():
+    """The fused pixel step is the plain steps one after the other (where no clamp binds)."""
+    from dataclasses import replace
+
+    from pretext.augment import (
+        normalise,
+        photometric,
+        random_contrast,
+        random_erasing,
+        random_noise,
+    )
+
+    x = 0.3 + 0.3 * torch.rand(64, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+    aug = replace(preset("default"), noise_std=0.05)
+    fused = photometric(x, aug, torch.Generator().manual_seed(3))
+    gen = torch.Generator().manual_seed(3)
+    plain = random_contrast(x, gen, aug.contrast)
+    plain = random_erasing(plain, gen, aug.erase_p, aug.erase_area)
+    plain = normalise(random_noise(plain, gen, aug.noise_p, aug.noise_std), aug)
+    assert torch.allclose(fused, plain, atol=1e-5)
+    assert (fused == normalise(torch.zeros(1), aug)).any()  # some rectangles were erased
+
+
+def test_views_are_one_stacked_tensor_that_unpacks_into_two():
+    images = batch(8)
+    views = make_views(images, preset("default"), torch.Generator().manual_seed(0))
+    assert views.shape == (2, 8, 1, 28, 28)
+    v1, v2 = views
+    assert torch.equal(views.flatten(0, 1)[:8], v1) and torch.equal(views.flatten(0, 1)[8:], v2)
+
+
+def test_elastic_field_is_smooth_bounded_and_per_image():
+    from pretext.augment import elastic_field
+
+    field = elastic_field(256, 28, 28, 0.1, 4, torch.Generator().manual_seed(0), "cpu")
+    assert field.shape == (256, 2, 28, 28)
+    assert field.abs().max() <= 2 * 0.1 * 1.3  # bicubic overshoots the lattice a little at most
+    step = (field[:, :, 1:] - field[:, :, :-1]).abs().max()
+    assert step < 0.25 * (4 * 0.1)  # neighbours move together (white noise: up to the range)
+    assert field[0].sub(field[1]).abs().mean() > 0.01  # each image gets its own field
+    x = to_unit(batch(4))
+    out = random_affine(x, torch.Generator().manual_seed(0), 0, 0, (1, 1), 0, elastic=0.1)
+    assert not torch.allclose(out, x, atol=1e-3)  # elastic alone moves pixels

@@ -263,7 +263,7 @@ def pretrain(cfg: PretrainConfig, log=print) -> dict:
         for i in bar:
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(cfg, step, total_steps, steps_per_epoch)
-            batch = images[mine[i * cfg.batch_size : (i + 1) * cfg.batch_size]]
+            batch = images.index_select(0, mine[i * cfg.batch_size : (i + 1) * cfg.batch_size])
             loss = pretrain_step(model, optimizer, batch, aug, aug_gen, cfg.bf16)
             method.after_step((step + 1) / total_steps)
             loss_sum += loss

@@ -109,7 +109,7 @@ def finetune(
             encoder_group, linear_group = optimizer.param_groups
             encoder_group["lr"] = 0.0 if step < cfg.head_warmup else lr * cfg.encoder_lr_scale
             linear_group["lr"] = lr
-            logits = model(make_view(images[idx], aug, generator))
+            logits = model(make_view(images.index_select(0, idx), aug, generator))
             loss = F.cross_entropy(logits, labels[idx])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -25,8 +25,8 @@ class SSLMethod(nn.Module):
         self.encoder = encoder
         self.head = head
 
-    def forward(self, views: Sequence[torch.Tensor]) -> torch.Tensor:
-        z = self.head(self.encoder(torch.cat(list(views))))
+    def forward(self, views: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
+        z = self.head(self.encoder(one_batch(views)))
         return self.criterion(*z.chunk(len(views)))
 
     def criterion(self, *embeddings: torch.Tensor) -> torch.Tensor:
@@ -34,6 +34,14 @@ class SSLMethod(nn.Module):
 
     def after_step(self, progress: float) -> None:
         """Called after each optimizer step; progress runs from 0 to 1 over training."""
+
+
+def one_batch(views: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
+    """All views as one batch: a (V, N, ...) tensor from `make_views` flattens without a copy;
+    a sequence of (N, ...) tensors is concatenated."""
+    if isinstance(views, torch.Tensor):
+        return views.flatten(0, 1)
+    return torch.cat(list(views))
 
 
 def available_methods() -> dict[str, type[SSLMethod]]:

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from pretext.losses import byol_loss
-from pretext.methods.base import SSLMethod
+from pretext.methods.base import SSLMethod, one_batch
 from pretext.methods.momentum import cosine_momentum, ema_update, frozen_copy
 from pretext.models import ProjectionHead
 
@@ -30,8 +30,8 @@ class BYOL(SSLMethod):
         self.base_momentum = base_momentum
         self.momentum = base_momentum
 
-    def forward(self, views: Sequence[torch.Tensor]) -> torch.Tensor:
-        x = torch.cat(list(views))  # one batch for both networks
+    def forward(self, views: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
+        x = one_batch(views)  # one batch for both networks
         p1, p2 = self.predictor(self.head(self.encoder(x))).chunk(2)
         with torch.no_grad():
             z1, z2 = self.target_head(self.target_encoder(x)).chunk(2)

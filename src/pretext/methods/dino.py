@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from pretext.losses import dino_loss
-from pretext.methods.base import SSLMethod
+from pretext.methods.base import SSLMethod, one_batch
 from pretext.methods.momentum import cosine_momentum, ema_update, frozen_copy
 from pretext.models import ProjectionHead
 
@@ -35,8 +35,8 @@ class DINO(SSLMethod):
             teacher_temperature,
         )
 
-    def forward(self, views: Sequence[torch.Tensor]) -> torch.Tensor:
-        x = torch.cat(list(views))  # one batch for both networks
+    def forward(self, views: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
+        x = one_batch(views)  # one batch for both networks
         s1, s2 = self.head(self.encoder(x)).chunk(2)
         with torch.no_grad():
             teacher = self.teacher_head(self.teacher_encoder(x))

@@ -11,7 +11,7 @@ from torch import nn
 
 from pretext.distributed import gather_with_grad
 from pretext.losses import info_nce
-from pretext.methods.base import SSLMethod
+from pretext.methods.base import SSLMethod, one_batch
 from pretext.methods.momentum import ema_update, frozen_copy
 from pretext.models import ProjectionHead
 
@@ -36,8 +36,8 @@ class MoCo(SSLMethod):
         self.register_buffer("queue", queue)
         self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
 
-    def forward(self, views: Sequence[torch.Tensor]) -> torch.Tensor:
-        x = torch.cat(list(views))  # one batch for both networks
+    def forward(self, views: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
+        x = one_batch(views)  # one batch for both networks
         q1, q2 = self.head(self.encoder(x)).chunk(2)
         with torch.no_grad():
             k1, k2 = self.key_head(self.key_encoder(x)).chunk(2)

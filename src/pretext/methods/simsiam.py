@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from pretext.losses import negative_cosine
-from pretext.methods.base import SSLMethod
+from pretext.methods.base import SSLMethod, one_batch
 from pretext.models import ProjectionHead
 
 
@@ -24,8 +24,8 @@ class SimSiam(SSLMethod):
         super().__init__(encoder, ProjectionHead(encoder.embed_dim, projection_hidden, dim))
         self.predictor = ProjectionHead(dim, max(dim // 2, 16), dim)
 
-    def forward(self, views: Sequence[torch.Tensor]) -> torch.Tensor:
-        z = self.head(self.encoder(torch.cat(list(views))))
+    def forward(self, views: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
+        z = self.head(self.encoder(one_batch(views)))
         p1, p2 = self.predictor(z).chunk(2)
         z1, z2 = z.chunk(2)
         return (negative_cosine(p1, z2) + negative_cosine(p2, z1)) / 2
