@@ -173,3 +173,15 @@ def test_elastic_field_is_smooth_bounded_and_per_image():
     x = to_unit(batch(4))
     out = random_affine(x, torch.Generator().manual_seed(0), 0, 0, (1, 1), 0, elastic=0.1)
     assert not torch.allclose(out, x, atol=1e-3)  # elastic alone moves pixels
+
+
+def test_elastic_field_is_the_bicubic_upsampling_of_random_lattice_offsets():
+    import torch.nn.functional as F
+
+    from pretext.augment import elastic_field, elastic_offsets
+
+    field = elastic_field(8, 28, 28, 0.1, 4, torch.Generator().manual_seed(2))
+    coarse = elastic_offsets(8, 0.1, 4, torch.Generator().manual_seed(2)).view(8, 2, 4, 4)
+    upsampled = F.interpolate(coarse, size=(28, 28), mode="bicubic", align_corners=True)
+    assert torch.allclose(field, upsampled, atol=1e-6)
+    assert coarse.abs().max() <= 0.2  # +-2 x strength in grid units (the side spans 2)

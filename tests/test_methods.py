@@ -90,6 +90,36 @@ def test_moco_queue_is_fifo():
     assert torch.allclose(moco.queue[:, 1:3], first[1:].T)  # older keys still there
 
 
+def test_nnclr_neighbours_support_set_and_warm_up():
+    from pretext.losses import nt_xent
+    from pretext.methods.nnclr import nearest_neighbours
+
+    support = F.normalize(torch.randn(50, 8), dim=1)
+    z = F.normalize(torch.randn(6, 8), dim=1)
+    brute = torch.stack([support[max(range(50), key=lambda j: float(q @ support[j]))] for q in z])
+    assert torch.equal(nearest_neighbours(z, support), brute)
+
+    nnclr = build_method("nnclr", build_encoder("cnn"), projection_dim=8, support_size=5)
+    first, second = F.normalize(torch.randn(3, 8), dim=1), F.normalize(torch.randn(3, 8), dim=1)
+    nnclr.remember(first)
+    nnclr.remember(second)  # FIFO: slots 3, 4, then 0
+    assert torch.allclose(nnclr.support[3:5], second[:2]) and torch.allclose(
+        nnclr.support[0], second[2]
+    )
+    assert int(nnclr.support_ptr) == 1
+
+    # While the support set fills (progress < start), the loss is SimCLR's on the two views.
+    nnclr.eval()  # fixed batch-norm statistics, so both forward passes see the same network
+    views = torch.randn(2, 4, 1, 28, 28)
+    z1, z2 = nnclr.head(nnclr.encoder(views.flatten(0, 1))).chunk(2)
+    assert float(nnclr(views)) == pytest.approx(float(nt_xent(z1, z2, nnclr.temperature)), abs=1e-5)
+    nnclr.after_step(0.5)  # then each view's positive is its neighbour in the support set
+    n1 = nearest_neighbours(F.normalize(z1, dim=1), nnclr.support)
+    n2 = nearest_neighbours(F.normalize(z2, dim=1), nnclr.support)
+    expected = (nt_xent(n1, z2, nnclr.temperature) + nt_xent(z1, n2, nnclr.temperature)) / 2
+    assert float(nnclr(views)) == pytest.approx(float(expected), abs=1e-5)
+
+
 @pytest.mark.parametrize("name", METHODS)
 def test_each_method_trains_resumes_and_transfers(name, tiny_data, tmp_path):
     cfg = PretrainConfig(

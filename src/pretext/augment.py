@@ -47,6 +47,7 @@ PRESETS: dict[str, Augmentation] = {
         translate=0.12,
         scale=(0.75, 1.15),
         shear=15,
+        elastic=0.1,
         contrast=0.4,
         erase_p=0.5,
         noise_p=0.5,
@@ -103,16 +104,28 @@ def cutout(x: torch.Tensor, size: int, fill: float, gen: torch.Generator) -> tor
     return x.masked_fill(mask, fill)
 
 
+def smooth_basis(points: int, h: int, w: int, device=None) -> torch.Tensor:
+    """(points^2, h*w): the bicubic upsampling of each point of a points x points lattice to
+    h x w. A displacement field is offsets (.., points^2) @ basis: upsampling as a product."""
+    lattice = torch.eye(points * points, device=device).view(-1, 1, points, points)
+    return F.interpolate(lattice, size=(h, w), mode="bicubic", align_corners=True).view(-1, h * w)
+
+
+def elastic_offsets(n: int, strength: float, points: int, gen: torch.Generator) -> torch.Tensor:
+    """(2n, points^2): uniform random displacements of the lattice points, rows x0, y0, x1, ..."""
+    coarse = torch.rand((2 * n, points * points), generator=gen, device=gen.device)
+    return coarse.mul_(4 * strength).sub_(2 * strength)  # grid units span 2 per side
+
+
 def elastic_field(
-    n: int, h: int, w: int, strength: float, points: int, gen: torch.Generator, device
+    n: int, h: int, w: int, strength: float, points: int, gen: torch.Generator, device=None
 ) -> torch.Tensor:
-    """A smooth random displacement field (n, 2, h, w) in grid units, at most `strength` x the
-    side: uniform offsets on a coarse `points` x `points` lattice, upsampled bicubically. This
-    is Simard et al.'s elastic distortion (the handwriting-like deformation of MNIST's best
-    results) without an h x w Gaussian filter per image."""
-    coarse = torch.rand((n, 2, points, points), generator=gen, device=device)
-    coarse = coarse.mul_(4 * strength).sub_(2 * strength)  # grid units span 2 per side
-    return F.interpolate(coarse, size=(h, w), mode="bicubic", align_corners=True)
+    """A smooth random displacement field (n, 2, h, w) in grid units, at most about `strength`
+    x the side: uniform offsets on a coarse `points` x `points` lattice, upsampled bicubically.
+    This is Simard et al.'s elastic distortion (the handwriting-like deformation behind MNIST's
+    best results) without an h x w Gaussian filter per image."""
+    offsets = elastic_offsets(n, strength, points, gen)
+    return (offsets @ smooth_basis(points, h, w, offsets.device)).view(n, 2, h, w)
 
 
 def random_affine(
@@ -139,6 +152,8 @@ def random_affine(
     # The sampling grid, as F.affine_grid(align_corners=False) would make it, but as one
     # (2n x 3) @ (3 x hw) matrix product laid out (n, 2, h, w), which grid_sample reads through
     # a permuted view: 7x faster on CPU than affine_grid's batched product or broadcasting.
+    # An elastic field joins the same product: its lattice offsets are more columns of the
+    # left factor, the upsampling basis more rows of the right one.
     h, w = x.shape[-2:]
     xs = (torch.arange(w, device=device, dtype=x.dtype) * 2 + 1) / w - 1
     ys = (torch.arange(h, device=device, dtype=x.dtype) * 2 + 1) / h - 1
@@ -146,9 +161,10 @@ def random_affine(
         [xs.repeat(h), ys.repeat_interleave(w), torch.ones(h * w, device=device, dtype=x.dtype)]
     )  # (3, hw): x, y, 1 of every output pixel
     theta = torch.stack([a, b, shift[:, 0], c, d, shift[:, 1]], dim=1).to(x.dtype).view(2 * n, 3)
-    grid = (theta @ pixels).view(n, 2, h, w)
     if elastic:
-        grid = grid.add_(elastic_field(n, h, w, elastic, elastic_points, gen, device))
+        theta = torch.cat([theta, elastic_offsets(n, elastic, elastic_points, gen)], dim=1)
+        pixels = torch.cat([pixels, smooth_basis(elastic_points, h, w, device)])
+    grid = (theta @ pixels).view(n, 2, h, w)
     grid = grid.permute(0, 2, 3, 1)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 

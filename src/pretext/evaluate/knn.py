@@ -15,7 +15,7 @@ def knn_predict(
     num_classes: int,
     k: int = 200,
     temperature: float = 0.1,
-    chunk_size: int = 1024,
+    chunk_size: int = 256,
 ) -> torch.Tensor:
     """Predicted class of each query from its k most similar bank items."""
     bank = F.normalize(bank.float(), dim=1)

@@ -48,6 +48,7 @@ def available_methods() -> dict[str, type[SSLMethod]]:
     from pretext.methods.byol import BYOL
     from pretext.methods.dino import DINO
     from pretext.methods.moco import MoCo
+    from pretext.methods.nnclr import NNCLR
     from pretext.methods.redundancy import BarlowTwins, VICReg
     from pretext.methods.simclr import SimCLR
     from pretext.methods.simsiam import SimSiam
@@ -55,6 +56,7 @@ def available_methods() -> dict[str, type[SSLMethod]]:
     return {
         "simclr": SimCLR,
         "moco": MoCo,
+        "nnclr": NNCLR,
         "byol": BYOL,
         "simsiam": SimSiam,
         "barlow": BarlowTwins,
