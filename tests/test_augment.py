@@ -2,10 +2,17 @@ import torch
 
 from pretext.augment import (
     PRESETS,
+    Augmentation,
     augment,
     cutout,
+    elastic_offsets,
+    erasing_mask,
     make_view,
     make_views,
+    noise_draw,
+    normalise,
+    output_pixels,
+    photometric,
     preset,
     random_affine,
     to_unit,
@@ -114,16 +121,32 @@ def test_affine_grid_by_broadcasting_equals_torch_affine_grid():
     assert torch.allclose(out, F.grid_sample(x, grid, align_corners=False), atol=1e-5)
 
 
-def test_erasing_and_noise_statistics():
-    from pretext.augment import random_erasing, random_noise
+# The plain steps, one after the other: the reference for the fused `photometric`.
+def plain_contrast(x, gen, strength):
+    factor = 1 - strength + 2 * strength * torch.rand(x.shape[0], generator=gen)
+    return (x * factor.view(-1, 1, 1, 1)).clamp(0, 1)
 
+
+def plain_erasing(x, gen, p, area):
+    n, _, h, w = x.shape
+    return x * erasing_mask(n, h, w, gen, p, area)
+
+
+def plain_noise(x, gen, p, std):
+    chosen, noise, scale = noise_draw(x.shape[0], tuple(x.shape[1:]), p, std, gen)
+    return x.index_add(0, chosen, (noise.float() - 127.5) * scale).clamp(0, 1)
+
+
+def test_erasing_and_noise_statistics():
     ones = torch.ones(4000, 1, 28, 28)
-    erased = random_erasing(ones, torch.Generator().manual_seed(0), 0.5, (0.02, 0.15))
+    erase_only = Augmentation(erase_p=0.5, erase_area=(0.02, 0.15))
+    erased = photometric(ones, erase_only, torch.Generator().manual_seed(0))
     share = (erased == 0).float().mean(dim=(1, 2, 3))
     assert 0.45 < (share > 0).float().mean() < 0.55  # p = 0.5 per image
     assert 0.02 < share[share > 0].mean() < 0.15  # erased area within the asked range
     half = torch.full((1000, 1, 28, 28), 0.5)
-    noisy = random_noise(half, torch.Generator().manual_seed(0), 0.5, 0.1)
+    noise_only = Augmentation(noise_p=0.5, noise_std=0.1)
+    noisy = photometric(half, noise_only, torch.Generator().manual_seed(0))
     changed = (noisy != 0.5).flatten(1).any(1)
     assert changed.sum() == 500  # exactly p of the images
     assert abs((noisy[changed] - 0.5).std() - 0.1) < 0.005
@@ -134,21 +157,13 @@ def test_photometric_equals_contrast_erasing_noise_then_normalise():
     """The fused pixel step is the plain steps one after the other (where no clamp binds)."""
     from dataclasses import replace
 
-    from pretext.augment import (
-        normalise,
-        photometric,
-        random_contrast,
-        random_erasing,
-        random_noise,
-    )
-
     x = 0.3 + 0.3 * torch.rand(64, 1, 28, 28, generator=torch.Generator().manual_seed(1))
     aug = replace(preset("default"), noise_std=0.05)
     fused = photometric(x, aug, torch.Generator().manual_seed(3))
     gen = torch.Generator().manual_seed(3)
-    plain = random_contrast(x, gen, aug.contrast)
-    plain = random_erasing(plain, gen, aug.erase_p, aug.erase_area)
-    plain = normalise(random_noise(plain, gen, aug.noise_p, aug.noise_std), aug)
+    plain = plain_contrast(x, gen, aug.contrast)
+    plain = plain_erasing(plain, gen, aug.erase_p, aug.erase_area)
+    plain = normalise(plain_noise(plain, gen, aug.noise_p, aug.noise_std), aug)
     assert torch.allclose(fused, plain, atol=1e-5)
     assert (fused == normalise(torch.zeros(1), aug)).any()  # some rectangles were erased
 
@@ -161,10 +176,14 @@ def test_views_are_one_stacked_tensor_that_unpacks_into_two():
     assert torch.equal(views.flatten(0, 1)[:8], v1) and torch.equal(views.flatten(0, 1)[8:], v2)
 
 
-def test_elastic_field_is_smooth_bounded_and_per_image():
-    from pretext.augment import elastic_field
+def elastic_field(n, strength, points, gen):
+    """The displacement field the sampling grid's product adds: offsets @ upsampling basis."""
+    basis = output_pixels(28, 28, points, torch.device("cpu"))[3:]
+    return (elastic_offsets(n, strength, points, gen) @ basis).view(n, 2, 28, 28)
 
-    field = elastic_field(256, 28, 28, 0.1, 4, torch.Generator().manual_seed(0), "cpu")
+
+def test_elastic_field_is_smooth_bounded_and_per_image():
+    field = elastic_field(256, 0.1, 4, torch.Generator().manual_seed(0))
     assert field.shape == (256, 2, 28, 28)
     assert field.abs().max() <= 2 * 0.1 * 1.3  # bicubic overshoots the lattice a little at most
     step = (field[:, :, 1:] - field[:, :, :-1]).abs().max()
@@ -178,9 +197,7 @@ def test_elastic_field_is_smooth_bounded_and_per_image():
 def test_elastic_field_is_the_bicubic_upsampling_of_random_lattice_offsets():
     import torch.nn.functional as F
 
-    from pretext.augment import elastic_field, elastic_offsets
-
-    field = elastic_field(8, 28, 28, 0.1, 4, torch.Generator().manual_seed(2))
+    field = elastic_field(8, 0.1, 4, torch.Generator().manual_seed(2))
     coarse = elastic_offsets(8, 0.1, 4, torch.Generator().manual_seed(2)).view(8, 2, 4, 4)
     upsampled = F.interpolate(coarse, size=(28, 28), mode="bicubic", align_corners=True)
     assert torch.allclose(field, upsampled, atol=1e-6)

@@ -6,6 +6,7 @@ Views are made in [0, 1] pixel space and normalised last, so one preset works fo
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -104,28 +105,30 @@ def cutout(x: torch.Tensor, size: int, fill: float, gen: torch.Generator) -> tor
     return x.masked_fill(mask, fill)
 
 
-def smooth_basis(points: int, h: int, w: int, device=None) -> torch.Tensor:
-    """(points^2, h*w): the bicubic upsampling of each point of a points x points lattice to
-    h x w. A displacement field is offsets (.., points^2) @ basis: upsampling as a product."""
-    lattice = torch.eye(points * points, device=device).view(-1, 1, points, points)
-    return F.interpolate(lattice, size=(h, w), mode="bicubic", align_corners=True).view(-1, h * w)
+@functools.lru_cache(maxsize=8)
+def output_pixels(h: int, w: int, points: int, device: torch.device) -> torch.Tensor:
+    """(3 + points^2, h*w), the right factor of the sampling grid's product: the x, y and 1 of
+    every output pixel in grid units (align_corners=False), then, with an elastic lattice of
+    `points` per side, the bicubic upsampling of each lattice point to h x w (a displacement
+    field is offsets @ these rows). A constant per image size: made once, not every step."""
+    xs = (torch.arange(w, device=device, dtype=torch.float32) * 2 + 1) / w - 1
+    ys = (torch.arange(h, device=device, dtype=torch.float32) * 2 + 1) / h - 1
+    rows = [xs.repeat(h), ys.repeat_interleave(w), torch.ones(h * w, device=device)]
+    pixels = torch.stack(rows)
+    if points:
+        lattice = torch.eye(points * points, device=device).view(-1, 1, points, points)
+        basis = F.interpolate(lattice, size=(h, w), mode="bicubic", align_corners=True)
+        pixels = torch.cat([pixels, basis.view(-1, h * w)])
+    return pixels
 
 
 def elastic_offsets(n: int, strength: float, points: int, gen: torch.Generator) -> torch.Tensor:
-    """(2n, points^2): uniform random displacements of the lattice points, rows x0, y0, x1, ..."""
+    """(2n, points^2): uniform random displacements of the lattice points of a smooth field,
+    rows x0, y0, x1, ...; at most `strength` x the side. Upsampled bicubically (see
+    output_pixels) this is Simard et al.'s elastic distortion (the handwriting-like deformation
+    behind MNIST's best results) without an h x w Gaussian filter per image."""
     coarse = torch.rand((2 * n, points * points), generator=gen, device=gen.device)
     return coarse.mul_(4 * strength).sub_(2 * strength)  # grid units span 2 per side
-
-
-def elastic_field(
-    n: int, h: int, w: int, strength: float, points: int, gen: torch.Generator, device=None
-) -> torch.Tensor:
-    """A smooth random displacement field (n, 2, h, w) in grid units, at most about `strength`
-    x the side: uniform offsets on a coarse `points` x `points` lattice, upsampled bicubically.
-    This is Simard et al.'s elastic distortion (the handwriting-like deformation behind MNIST's
-    best results) without an h x w Gaussian filter per image."""
-    offsets = elastic_offsets(n, strength, points, gen)
-    return (offsets @ smooth_basis(points, h, w, offsets.device)).view(n, 2, h, w)
 
 
 def random_affine(
@@ -155,16 +158,11 @@ def random_affine(
     # An elastic field joins the same product: its lattice offsets are more columns of the
     # left factor, the upsampling basis more rows of the right one.
     h, w = x.shape[-2:]
-    xs = (torch.arange(w, device=device, dtype=x.dtype) * 2 + 1) / w - 1
-    ys = (torch.arange(h, device=device, dtype=x.dtype) * 2 + 1) / h - 1
-    pixels = torch.stack(
-        [xs.repeat(h), ys.repeat_interleave(w), torch.ones(h * w, device=device, dtype=x.dtype)]
-    )  # (3, hw): x, y, 1 of every output pixel
-    theta = torch.stack([a, b, shift[:, 0], c, d, shift[:, 1]], dim=1).to(x.dtype).view(2 * n, 3)
+    theta = torch.stack([a, b, shift[:, 0], c, d, shift[:, 1]], dim=1).view(2 * n, 3)
     if elastic:
         theta = torch.cat([theta, elastic_offsets(n, elastic, elastic_points, gen)], dim=1)
-        pixels = torch.cat([pixels, smooth_basis(elastic_points, h, w, device)])
-    grid = (theta @ pixels).view(n, 2, h, w)
+    pixels = output_pixels(h, w, elastic_points if elastic else 0, torch.device(device))
+    grid = (theta.to(x.dtype) @ pixels.to(x.dtype)).view(n, 2, h, w)
     grid = grid.permute(0, 2, 3, 1)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
@@ -201,20 +199,6 @@ def erasing_mask(
     )
 
 
-def random_erasing(
-    x: torch.Tensor, gen: torch.Generator, p: float, area: tuple[float, float]
-) -> torch.Tensor:
-    """With probability p per image, zero a rectangle covering `area` of it (random aspect)."""
-    n, _, h, w = x.shape
-    return x * erasing_mask(n, h, w, gen, p, area).to(x.dtype)
-
-
-def random_contrast(x: torch.Tensor, gen: torch.Generator, strength: float) -> torch.Tensor:
-    """Multiply each image by U(1 - strength, 1 + strength), clamped to [0, 1]."""
-    factor = uniform(x.shape[0], 1 - strength, 1 + strength, gen, x.device).view(-1, 1, 1, 1)
-    return (x * factor).clamp_(0, 1)
-
-
 def noise_draw(
     n: int, shape: tuple[int, ...], p: float, std: float, gen: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor, float]:
@@ -230,14 +214,6 @@ def noise_draw(
     words = torch.empty((size + 7) // 8, dtype=torch.int64, device=gen.device)
     noise = words.random_(-(2**63), None, generator=gen).view(torch.uint8)[:size]
     return chosen, noise.view(count, *shape), std / math.sqrt((256**2 - 1) / 12)
-
-
-def random_noise(x: torch.Tensor, gen: torch.Generator, p: float, std: float) -> torch.Tensor:
-    """Zero-mean uniform noise with standard deviation `std` on round(p * N) random images,
-    clamped to [0, 1]."""
-    chosen, noise, scale = noise_draw(x.shape[0], tuple(x.shape[1:]), p, std, gen)
-    noise = noise.to(x.dtype).sub_(127.5).mul_(scale)
-    return x.index_add(0, chosen, noise).clamp_(0, 1)
 
 
 def geometry(x: torch.Tensor, aug: Augmentation, gen: torch.Generator) -> torch.Tensor:
@@ -263,10 +239,11 @@ def geometry(x: torch.Tensor, aug: Augmentation, gen: torch.Generator) -> torch.
 def photometric(x: torch.Tensor, aug: Augmentation, gen: torch.Generator) -> torch.Tensor:
     """Contrast, erasing and noise on [0, 1] pixels, clamped to [0, 1] once, then normalised.
 
-    The same as random_contrast, random_erasing and random_noise one after the other (up to
-    where contrast and noise are clamped), in about four passes over the batch instead of a
-    dozen: contrast and erasing are one per-pixel factor; the noise's -1/2 offset and the
-    normalisation are one affine step; the clamp moves past the normalisation."""
+    The same as contrast, erasing and noise one after the other (up to where contrast and noise
+    are clamped; tests/test_augment.py keeps the plain steps as the reference), in about four
+    passes over the batch instead of a dozen: contrast and erasing are one per-pixel factor; the
+    noise's -1/2 offset and the normalisation are one affine step; the clamp moves past the
+    normalisation."""
     n, _, h, w = x.shape
     gain, shift = aug.pixel_scale / aug.std, -aug.mean / aug.std
     factor = uniform(n, 1 - aug.contrast, 1 + aug.contrast, gen, x.device) if aug.contrast else None

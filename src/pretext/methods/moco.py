@@ -12,6 +12,7 @@ from torch import nn
 from pretext.distributed import gather_with_grad
 from pretext.losses import info_nce
 from pretext.methods.base import SSLMethod, one_batch
+from pretext.methods.memory import push_fifo
 from pretext.methods.momentum import ema_update, frozen_copy
 from pretext.models import ProjectionHead
 
@@ -51,12 +52,7 @@ class MoCo(SSLMethod):
     @torch.no_grad()
     def enqueue(self, keys: torch.Tensor) -> None:
         """Replace the oldest keys with the newest (keys from every rank under torchrun)."""
-        keys = gather_with_grad(keys)
-        size = self.queue.shape[1]
-        keys = keys[:size]
-        idx = (self.queue_ptr + torch.arange(len(keys), device=keys.device)) % size
-        self.queue[:, idx] = keys.T.to(self.queue.dtype)
-        self.queue_ptr.copy_((self.queue_ptr + len(keys)) % size)
+        push_fifo(self.queue.T, self.queue_ptr, gather_with_grad(keys))
 
     def after_step(self, progress: float) -> None:
         ema_update(self.encoder, self.key_encoder, self.momentum)

@@ -14,6 +14,7 @@ from torch import nn
 from pretext.distributed import gather_with_grad
 from pretext.losses import nt_xent
 from pretext.methods.base import SSLMethod, one_batch
+from pretext.methods.memory import push_fifo
 from pretext.models import ProjectionHead
 
 
@@ -38,12 +39,13 @@ class NNCLR(SSLMethod):
         self.start = start  # share of training that is plain SimCLR while the support set fills
         self.register_buffer("support", F.normalize(torch.randn(support_size, dim), dim=1))
         self.register_buffer("support_ptr", torch.zeros((), dtype=torch.long))
-        self.register_buffer("progress", torch.zeros(()))
+        self.register_buffer("progress", torch.zeros(()))  # saved, so a resumed run knows
+        self.use_neighbours = False  # its mirror on the host: no device sync in forward()
 
     def forward(self, views: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
         z1, z2 = self.head(self.encoder(one_batch(views))).chunk(2)
         z1, z2 = gather_with_grad(z1), gather_with_grad(z2)
-        if self.progress < self.start:
+        if not self.use_neighbours:
             loss = nt_xent(z1, z2, self.temperature)
         else:
             with torch.no_grad():
@@ -54,14 +56,14 @@ class NNCLR(SSLMethod):
         self.remember(F.normalize(z1.detach().float(), dim=1))
         return loss
 
-    @torch.no_grad()
     def remember(self, z: torch.Tensor) -> None:
         """Replace the oldest embeddings of the support set with the newest."""
-        size = self.support.shape[0]
-        z = z[:size]
-        idx = (self.support_ptr + torch.arange(len(z), device=z.device)) % size
-        self.support[idx] = z.to(self.support.dtype)
-        self.support_ptr.copy_((self.support_ptr + len(z)) % size)
+        push_fifo(self.support, self.support_ptr, z)
 
     def after_step(self, progress: float) -> None:
         self.progress.fill_(progress)
+        self.use_neighbours = progress >= self.start
+
+    def _load_from_state_dict(self, *args, **kwargs) -> None:
+        super()._load_from_state_dict(*args, **kwargs)
+        self.use_neighbours = float(self.progress) >= self.start  # once, when resuming
