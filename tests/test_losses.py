@@ -22,7 +22,8 @@ def reference_nt_xent(z1, z2, t):
 
 
 @pytest.mark.parametrize(
-    "n,d,t", [(2, 3, 0.5), (5, 8, 0.5), (7, 16, 0.1), (32, 100, 0.5), (3, 4, 2.0)]
+    "n,d,t",
+    [(2, 3, 0.5), (5, 8, 0.5), (7, 16, 0.1), (32, 100, 0.5), (3, 4, 2.0), (6, 8, 0.02)],
 )
 def test_matches_reference_formula(n, d, t):
     z1, z2 = torch.randn(n, d), torch.randn(n, d)
@@ -43,6 +44,21 @@ def test_scale_invariant_and_stable_at_small_temperature():
     assert torch.isfinite(nt_xent(z1, z2, 1e-4))
 
 
+def test_shifted_and_log_softmax_forms_agree():
+    """Both computations of the loss (the fixed shift 1/t, and a row-wise logsumexp for small t)
+    give the same value and gradient, so the switch between them is invisible."""
+    from pretext.losses import _nt_xent_log_softmax, _SimilarityCrossEntropy
+
+    z = torch.nn.functional.normalize(torch.randn(24, 6, dtype=torch.double), dim=1)
+    for t in (0.05, 0.2, 1.0):
+        a, b = z.clone().requires_grad_(), z.clone().requires_grad_()
+        shifted, plain = _SimilarityCrossEntropy.apply(a, t), _nt_xent_log_softmax(b, t)
+        shifted.backward()
+        plain.backward()
+        assert shifted.item() == pytest.approx(plain.item(), abs=1e-10)
+        assert torch.allclose(a.grad, b.grad, atol=1e-10)
+
+
 def test_gradient_flows_to_both_views():
     z1, z2 = torch.randn(4, 3, requires_grad=True), torch.randn(4, 3, requires_grad=True)
     nt_xent(z1, z2).backward()
@@ -56,7 +72,8 @@ def test_rejects_batch_of_one_and_bad_temperature(n, t):
 
 
 def test_hand_written_backward_matches_autograd():
-    """The loss's own backward ((G + G^T) z / t) against autograd through the plain formula."""
+    """The loss's own backward ((P + P^T - 2Y) z / (2N t)) against autograd through the plain
+    formula, and gradcheck (which moves z off the unit sphere: the formula holds there too)."""
     from pretext.losses import _SimilarityCrossEntropy
 
     z = torch.nn.functional.normalize(torch.randn(10, 5, dtype=torch.double), dim=1)

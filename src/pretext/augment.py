@@ -247,19 +247,23 @@ def photometric(x: torch.Tensor, aug: Augmentation, gen: torch.Generator) -> tor
     n, _, h, w = x.shape
     gain, shift = aug.pixel_scale / aug.std, -aug.mean / aug.std
     factor = uniform(n, 1 - aug.contrast, 1 + aug.contrast, gen, x.device) if aug.contrast else None
+    # The first step makes a new tensor (x may be the caller's); the others work in place, so
+    # that no further batch-sized buffer is touched (fresh memory costs cache misses in a step).
     if aug.erase_p:
         x = x * erasing_mask(n, h, w, gen, aug.erase_p, aug.erase_area, factor).to(x.dtype)
     elif factor is not None:
         x = x * factor.view(n, 1, 1, 1).to(x.dtype)
+    else:
+        x = x.clone()
     offset = torch.zeros(n, device=x.device, dtype=x.dtype)
     if aug.noise_p and round(aug.noise_p * n):
         chosen, noise, scale = noise_draw(n, (x.shape[1], h, w), aug.noise_p, aug.noise_std, gen)
-        x = x.index_add(0, chosen, noise.to(x.dtype), alpha=scale)
+        x.index_add_(0, chosen, noise.to(x.dtype), alpha=scale)
         offset[chosen] = -127.5 * scale
     # normalise(clamp(x + offset, 0, 1)) = clamp(gain * (x + offset) + shift, shift, gain + shift)
-    x = torch.add(offset.mul_(gain).add_(shift).view(n, 1, 1, 1), x, alpha=gain)
+    torch.add(offset.mul_(gain).add_(shift).view(n, 1, 1, 1), x, alpha=gain, out=x)
     if aug.contrast or aug.noise_p:  # the other steps cannot leave [0, 1]
-        x = x.clamp_(shift, gain + shift)
+        x.clamp_(shift, gain + shift)
     return x
 
 

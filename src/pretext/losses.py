@@ -9,38 +9,59 @@ import torch.nn.functional as F
 class _SimilarityCrossEntropy(torch.autograd.Function):
     """NT-Xent on L2-normalised rows z (2N x D), with a hand-written backward.
 
-    With P = softmax of the logits z z^T / t and Y the positive pairs, the gradient is
-    (P + P^T - 2Y) z / (2N t): two products with P straight from the saved log-probabilities,
-    where autograd also writes the 2N x 2N gradient of the logits through cross-entropy,
-    log-softmax and the diagonal mask (a real share of a step for a small encoder)."""
+    With E = exp((z z^T - 1) / t) off the diagonal (symmetric: every entry in (0, 1], the
+    shift 1/t being the largest logit a cosine allows, so nothing overflows), D its row sums
+    and P = D^-1 E the softmax, the loss of anchor i is log D_i - (z_i . z_partner - 1) / t and
+    the gradient is (P + P^T - 2Y) z / (2N t) = (D^-1 E z + E D^-1 z - 2 z_partner) / (2N t):
+    one product of E with [z, D^-1 z]. Autograd would write the 2N x 2N gradient of the logits
+    through cross-entropy, log-softmax and the diagonal mask, and read P twice."""
 
     @staticmethod
     def forward(ctx, z: torch.Tensor, temperature: float) -> torch.Tensor:
         count = z.shape[0]
         partner = torch.arange(count, device=z.device).roll(count // 2)  # the other view
         with torch.autocast(z.device.type, enabled=False):  # float32 under bf16 autocast too
-            logits = (z / temperature) @ z.T
-            logits.fill_diagonal_(float("-inf"))  # an anchor is not its own negative
-            log_prob = torch.log_softmax(logits, dim=1)  # logsumexp form: finite at small t
-        ctx.save_for_backward(z, log_prob, partner)
+            shift = torch.full((1,), -1.0 / temperature, device=z.device, dtype=z.dtype)
+            exp = torch.addmm(shift, z, z.T, alpha=1.0 / temperature).exp_()
+            exp.fill_diagonal_(0.0)  # an anchor is not its own negative
+            total = exp.sum(1)
+            positive = (z * z[partner]).sum(1)
+        ctx.save_for_backward(z, exp, total, partner)
         ctx.temperature = temperature
-        return -log_prob.gather(1, partner[:, None]).mean()
+        return (total.log() - (positive - 1.0) / temperature).mean()
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        z, log_prob, partner = ctx.saved_tensors
-        prob = log_prob.exp()
-        # P z + P^T z: BLAS reads the transpose in place (an explicit P + P^T is far slower).
-        weighted = torch.addmm(prob @ z, prob.T, z).sub_(z[partner], alpha=2.0)
+        z, exp, total, partner = ctx.saved_tensors
+        scaled = z / total[:, None]
+        both = exp @ torch.cat([z, scaled], dim=1)  # [E z, E D^-1 z]
+        dim = z.shape[1]
+        weighted = both[:, :dim].div_(total[:, None]).add_(both[:, dim:])
+        weighted.sub_(z[partner], alpha=2.0)
         return weighted.mul_(grad / (len(z) * ctx.temperature)), None
+
+
+def _nt_xent_log_softmax(z: torch.Tensor, temperature: float) -> torch.Tensor:
+    """The same loss through a row-wise logsumexp: for temperatures so small that exp((cos - 1)
+    / t) could underflow to 0 for every negative of an anchor."""
+    count = z.shape[0]
+    partner = torch.arange(count, device=z.device).roll(count // 2)
+    logits = (z / temperature) @ z.T
+    logits = logits.masked_fill(torch.eye(count, dtype=torch.bool, device=z.device), -torch.inf)
+    return F.cross_entropy(logits, partner)
+
+
+# Below this temperature the fixed shift of _SimilarityCrossEntropy could underflow
+# (exp(-2 / t) < 1e-30 or so); such temperatures take the log-softmax path.
+SHIFTED_MIN_TEMPERATURE = 0.05
 
 
 def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5) -> torch.Tensor:
     """NT-Xent (SimCLR) averaged over all 2N anchors.
 
     Row i of z1 and row i of z2 are two views of one image (the positive pair); every other of
-    the 2N - 2 views is a negative. Computed as a cross-entropy over cosine similarities with
-    the self-similarity masked out (log-softmax: stays finite at small t).
+    the 2N - 2 views is a negative. Stable at any t: the logits are shifted by their largest
+    possible value (1/t), and temperatures below 0.05 take a row-wise logsumexp instead.
     """
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
@@ -48,6 +69,8 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5) -> tor
     if n < 2 or z2.shape[0] != n:
         raise ValueError(f"nt_xent needs two batches of equal size >= 2, got {n} and {z2.shape[0]}")
     z = F.normalize(torch.cat([z1, z2]).float(), dim=1)
+    if temperature < SHIFTED_MIN_TEMPERATURE:
+        return _nt_xent_log_softmax(z, temperature)
     return _SimilarityCrossEntropy.apply(z, temperature)
 
 
