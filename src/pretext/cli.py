@@ -69,6 +69,12 @@ def add_finetune_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--finetune-lr", type=float, default=None)
     p.add_argument("--finetune-batch-size", type=int, default=None)
     p.add_argument(
+        "--finetune-anchor",
+        type=float,
+        default=None,
+        help="per-step pull of a pretrained encoder back toward its starting weights (0: off)",
+    )
+    p.add_argument(
         "--min-steps",
         type=int,
         default=None,
@@ -116,6 +122,7 @@ def run_config(args: argparse.Namespace) -> RunConfig:
         epochs=getattr(args, "finetune_epochs", None),
         lr=getattr(args, "finetune_lr", None),
         batch_size=getattr(args, "finetune_batch_size", None),
+        anchor=getattr(args, "finetune_anchor", None),
         min_steps=getattr(args, "min_steps", None),
         seed=pre.seed,
     )
@@ -149,6 +156,7 @@ def cmd_finetune(args) -> None:
         lr=args.lr,
         batch_size=args.batch_size,
         min_steps=args.min_steps,
+        anchor=args.anchor,
         seed=args.seed,
     )
     dataset, data_dir, encoder = args.dataset, args.data_dir, args.encoder
@@ -270,6 +278,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--min-steps", type=int, default=None, help="train at least this many steps")
+    p.add_argument(
+        "--anchor",
+        type=float,
+        default=None,
+        help="per-step pull back toward the pretrained weights (ignored with --from-scratch)",
+    )
     p.add_argument(
         "--resume", action="store_true", help="continue RUN_DIR's fine-tuning checkpoint"
     )

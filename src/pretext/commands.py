@@ -14,7 +14,7 @@ import torch
 from pretext import distributed
 from pretext.augment import make_views, preset, to_unit
 from pretext.checkpoint import write_json, write_text_atomic
-from pretext.config import FinetuneConfig, RunConfig, resolve_device
+from pretext.config import FinetuneConfig, RunConfig, resolve_device, scratch_finetune
 from pretext.data import load_dataset, stratified_subset
 from pretext.errors import PretextError
 from pretext.evaluate import extract_features, few_label_comparison, finetune, linear_probe
@@ -74,6 +74,8 @@ def finetune_command(
 
     With a run directory, progress is checkpointed per epoch and `resume` continues it."""
     cfg = cfg or FinetuneConfig()
+    if from_scratch:
+        cfg = scratch_finetune(cfg)
     dev = resolve_device(device)
     train, test = labelled_splits(dataset, data_dir, limit_train)
     if labels is not None:

@@ -59,7 +59,21 @@ class FinetuneConfig:
     min_steps: int = 0  # few-label runs get at least this many steps (same for every arm)
     encoder_lr_scale: float = 1.0  # the encoder learns at lr * this; the new linear layer at lr
     head_warmup: int = 0  # steps that train the linear layer alone before all weights train
+    # Every step the encoder's weights move min(0.1, anchor / labelled images) of the way back
+    # to the weights they started from (x the lr schedule's factor): L2-SP, decoupled from
+    # Adam, with the prior's weight against the data falling as 1/n as in a MAP estimate. It
+    # keeps what pretraining learned where a few labels would pull it away, and fades where
+    # labels are many. Baselines from random weights never use it (see `scratch_finetune`).
+    anchor: float = 0.0
     seed: int = 0
+
+
+def scratch_finetune(cfg: FinetuneConfig) -> FinetuneConfig:
+    """The fine-tuning of the from-scratch baseline: the same steps, augmentation and learning
+    rate, without the pull toward the starting weights, which for random weights is only a
+    handicap (on validation, 100 labels: 92.6% without it, 92.2% / 91.5% with a per-step pull
+    of 0.01 / 0.03)."""
+    return replace(cfg, anchor=0.0)
 
 
 @dataclass(frozen=True)
@@ -106,7 +120,7 @@ RECIPES: dict[str, RunConfig] = {
         linear=LinearProbeConfig(),
     ),
     # Chosen on a validation split carved from the training set (see BENCHMARKS.md).
-    "default": RunConfig(finetune=FinetuneConfig(lr=3e-3, min_steps=1500)),
+    "default": RunConfig(finetune=FinetuneConfig(lr=3e-3, min_steps=1500, anchor=20.0)),
 }
 
 

@@ -48,6 +48,19 @@ def accuracy(
     return (logits.argmax(1).cpu() == data.labels).float().mean().item()
 
 
+def anchor_pull(anchor: float, labelled: int) -> float:
+    """The per-step pull toward the starting weights: anchor / n, at most 0.1 (see
+    FinetuneConfig.anchor): a prior whose weight against n labelled images falls as 1/n."""
+    return min(0.1, anchor / labelled)
+
+
+@torch.no_grad()
+def pull_toward(params, anchors: list[torch.Tensor], fraction: float) -> None:
+    """w <- w + fraction (w0 - w) for each weight: the decoupled form of an L2 penalty toward
+    the starting weights (L2-SP, Li et al. 2018), independent of Adam's per-weight scaling."""
+    torch._foreach_lerp_(list(params), anchors, fraction)
+
+
 def finetune(
     encoder: torch.nn.Module,
     train: ImageSet,
@@ -66,6 +79,8 @@ def finetune(
     `checkpoint`, the state is saved after every epoch and `resume` continues from it exactly.
     """
     model = Classifier(copy.deepcopy(encoder), train.num_classes).to(device)
+    anchors = [p.detach().clone() for p in model.encoder.parameters()] if cfg.anchor else []
+    pull = anchor_pull(cfg.anchor, len(train))
     aug = preset(cfg.augment)
     optimizer = torch.optim.Adam(
         [
@@ -114,6 +129,8 @@ def finetune(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if anchors:
+                pull_toward(model.encoder.parameters(), anchors, pull * lr / cfg.lr)
             correct += (logits.argmax(1) == labels[idx]).sum()
             step += 1
         train_accuracy.append(correct.item() / len(train))

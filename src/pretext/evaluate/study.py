@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from pretext.augment import preset
-from pretext.config import FinetuneConfig, LinearProbeConfig
+from pretext.config import FinetuneConfig, LinearProbeConfig, scratch_finetune
 from pretext.data import ImageSet, stratified_subset
 from pretext.evaluate.classify import extract_features, finetune, linear_probe
 from pretext.evaluate.knn import knn_accuracy
@@ -78,8 +78,9 @@ def run_study(
                 result = finetune(encoder, subset, test, ft_cfg, device, quiet, "finetune")
                 scores["finetune"].append(result["test_accuracy"])
             if "scratch" in scores:
+                scratch_cfg = scratch_finetune(ft_cfg)
                 result = finetune(
-                    make_scratch(seed), subset, test, ft_cfg, device, quiet, "scratch"
+                    make_scratch(seed), subset, test, scratch_cfg, device, quiet, "scratch"
                 )
                 scores["scratch"].append(result["test_accuracy"])
             log(

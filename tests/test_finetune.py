@@ -1,0 +1,76 @@
+from dataclasses import replace
+
+import torch
+
+from pretext.config import FinetuneConfig, scratch_finetune
+from pretext.data import ImageSet
+from pretext.evaluate import study
+from pretext.evaluate.classify import anchor_pull, finetune, pull_toward
+from pretext.models import build_encoder
+
+
+def tiny_set(n: int = 40, seed: int = 0) -> ImageSet:
+    gen = torch.Generator().manual_seed(seed)
+    images = torch.randint(0, 256, (n, 1, 28, 28), dtype=torch.uint8, generator=gen)
+    return ImageSet(images, torch.arange(n) % 10, "tiny")
+
+
+def test_pull_toward_moves_each_weight_a_fraction_of_the_way_back():
+    weights = [torch.tensor([1.0, 3.0]), torch.tensor([[2.0]])]
+    anchors = [torch.tensor([0.0, 1.0]), torch.tensor([[4.0]])]
+    pull_toward(weights, anchors, 0.25)
+    assert torch.allclose(weights[0], torch.tensor([0.75, 2.5]))
+    assert torch.allclose(weights[1], torch.tensor([[2.5]]))
+
+
+def test_anchor_pull_falls_with_the_label_count():
+    assert anchor_pull(20.0, 600) == 20.0 / 600
+    assert anchor_pull(20.0, 60000) == 20.0 / 60000
+    assert anchor_pull(20.0, 100) == 0.1  # capped
+    assert anchor_pull(0.0, 100) == 0.0
+
+
+def distance_moved(result, start):
+    moved = result["model"].encoder.state_dict()
+    return sum(float((moved[k] - start[k]).square().sum()) for k in start) ** 0.5
+
+
+def test_anchor_holds_the_encoder_near_its_starting_weights():
+    encoder = build_encoder("cnn")
+    start = {k: v.clone() for k, v in encoder.state_dict().items()}
+    data = tiny_set()
+    cfg = FinetuneConfig(epochs=10, batch_size=16, lr=1e-2, schedule="constant", augment="none")
+    quiet = lambda *_: None  # noqa: E731
+    free = finetune(encoder, data, data, cfg, torch.device("cpu"), log=quiet)
+    held = finetune(encoder, data, data, replace(cfg, anchor=100.0), torch.device("cpu"), log=quiet)
+    assert distance_moved(held, start) < 0.5 * distance_moved(free, start)
+    # The caller's encoder is untouched.
+    assert all(torch.equal(v, start[k]) for k, v in encoder.state_dict().items())
+
+
+def test_scratch_baseline_never_anchors(monkeypatch):
+    """In the study, the pretrained arm fine-tunes with the anchor and the from-scratch arm,
+    same steps and augmentation, without it."""
+    seen = {}
+
+    def fake_finetune(encoder, subset, test, cfg, device, log, label):
+        seen[label] = cfg
+        return {"test_accuracy": 0.5}
+
+    monkeypatch.setattr(study, "finetune", fake_finetune)
+    cfg = FinetuneConfig(lr=3e-3, min_steps=100, anchor=0.03)
+    data = tiny_set()
+    study.few_label_comparison(
+        build_encoder("cnn"),
+        build_encoder("cnn"),
+        data,
+        data,
+        20,
+        1,
+        cfg,
+        torch.device("cpu"),
+        log=lambda *_: None,
+    )
+    assert seen["finetune"].anchor == 0.03
+    assert seen["scratch"] == scratch_finetune(seen["finetune"])
+    assert seen["scratch"].anchor == 0.0 and seen["scratch"].min_steps == 100
