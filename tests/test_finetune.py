@@ -1,11 +1,12 @@
 from dataclasses import replace
 
+import pytest
 import torch
 
 from pretext.config import FinetuneConfig, scratch_finetune
 from pretext.data import ImageSet
 from pretext.evaluate import study
-from pretext.evaluate.classify import anchor_pull, finetune, pull_toward
+from pretext.evaluate.classify import anchor_pull, finetune, finetune_views, pull_toward
 from pretext.models import build_encoder
 
 
@@ -24,10 +25,18 @@ def test_pull_toward_moves_each_weight_a_fraction_of_the_way_back():
 
 
 def test_anchor_pull_falls_with_the_label_count():
-    assert anchor_pull(20.0, 600) == 20.0 / 600
-    assert anchor_pull(20.0, 60000) == 20.0 / 60000
-    assert anchor_pull(20.0, 100) == 0.1  # capped
+    assert anchor_pull(30.0, 600) == pytest.approx(0.0025)
+    assert anchor_pull(30.0, 100) == pytest.approx(0.09)
+    assert anchor_pull(30.0, 10) == 0.1  # capped
+    assert anchor_pull(30.0, 60000) < 1e-6
     assert anchor_pull(0.0, 100) == 0.0
+
+
+def test_few_label_sets_take_their_own_views():
+    cfg = FinetuneConfig(augment="light", few_augment="default", few_below=1000)
+    assert finetune_views(cfg, 999) == "default"
+    assert finetune_views(cfg, 1000) == "light"
+    assert finetune_views(FinetuneConfig(augment="light"), 10) == "light"
 
 
 def distance_moved(result, start):

@@ -49,9 +49,16 @@ def accuracy(
 
 
 def anchor_pull(anchor: float, labelled: int) -> float:
-    """The per-step pull toward the starting weights: anchor / n, at most 0.1 (see
-    FinetuneConfig.anchor): a prior whose weight against n labelled images falls as 1/n."""
-    return min(0.1, anchor / labelled)
+    """The per-step pull toward the starting weights, (anchor / n)^2 and at most 0.1 (see
+    FinetuneConfig.anchor)."""
+    return min(0.1, (anchor / labelled) ** 2)
+
+
+def finetune_views(cfg: FinetuneConfig, labelled: int) -> str:
+    """The augmentation preset fine-tuning uses for a set of `labelled` images."""
+    if cfg.few_augment is not None and labelled < cfg.few_below:
+        return cfg.few_augment
+    return cfg.augment
 
 
 @torch.no_grad()
@@ -81,7 +88,7 @@ def finetune(
     model = Classifier(copy.deepcopy(encoder), train.num_classes).to(device)
     anchors = [p.detach().clone() for p in model.encoder.parameters()] if cfg.anchor else []
     pull = anchor_pull(cfg.anchor, len(train))
-    aug = preset(cfg.augment)
+    aug = preset(finetune_views(cfg, len(train)))
     optimizer = torch.optim.Adam(
         [
             {"params": model.encoder.parameters()},
