@@ -6,7 +6,7 @@ from pretext.augment import (
     augment,
     cutout,
     elastic_offsets,
-    erasing_mask,
+    erased_area,
     make_view,
     make_views,
     noise_draw,
@@ -129,7 +129,7 @@ def plain_contrast(x, gen, strength):
 
 def plain_erasing(x, gen, p, area):
     n, _, h, w = x.shape
-    return x * erasing_mask(n, h, w, gen, p, area)
+    return x * (1 - erased_area(n, h, w, gen, p, area))
 
 
 def plain_noise(x, gen, p, std):

@@ -167,19 +167,18 @@ def random_affine(
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
-def erasing_mask(
+def erased_area(
     n: int,
     h: int,
     w: int,
     gen: torch.Generator,
     p: float,
     area: tuple[float, float],
-    scale: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """(n, 1, h, w): `scale` (per image; default 1) everywhere but inside a random rectangle
-    covering `area` of the image (random aspect), drawn for a share p of the images, where it is 0.
+    """(n, 1, h, w): 1 inside a random rectangle covering `area` of the image (random aspect),
+    drawn for a share p of the images, 0 elsewhere; x - x * this erases them.
 
-    Built as scale - (scale x rows) outer cols: one pass over the batch, whatever `scale` holds."""
+    Built as the outer product of a row and a column indicator per image: one pass."""
     device = gen.device
     frac = uniform(n, area[0], area[1], gen, device)
     aspect = torch.exp(uniform(n, math.log(0.3), math.log(3.3), gen, device))
@@ -188,15 +187,11 @@ def erasing_mask(
     top = torch.rand(n, generator=gen, device=device) * (h - eh)
     left = torch.rand(n, generator=gen, device=device) * (w - ew)
     apply = (torch.rand(n, generator=gen, device=device) < p).float()
-    scale = torch.ones(n, device=device) if scale is None else scale
     rows = torch.arange(h, device=device, dtype=torch.float32).view(1, h)
     cols = torch.arange(w, device=device, dtype=torch.float32).view(1, w)
     in_rows = ((rows >= top[:, None]) & (rows < (top + eh)[:, None])).float()
     in_cols = ((cols >= left[:, None]) & (cols < (left + ew)[:, None])).float()
-    erased_rows = in_rows * (apply * scale)[:, None]
-    return torch.addcmul(
-        scale.view(n, 1, 1, 1), erased_rows.view(n, 1, h, 1), in_cols.view(n, 1, 1, w), value=-1.0
-    )
+    return (in_rows * apply[:, None]).view(n, 1, h, 1) * in_cols.view(n, 1, 1, w)
 
 
 def noise_draw(
@@ -241,20 +236,20 @@ def photometric(x: torch.Tensor, aug: Augmentation, gen: torch.Generator) -> tor
 
     The same as contrast, erasing and noise one after the other (up to where contrast and noise
     are clamped; tests/test_augment.py keeps the plain steps as the reference), in about four
-    passes over the batch instead of a dozen: contrast and erasing are one per-pixel factor; the
-    noise's -1/2 offset and the normalisation are one affine step; the clamp moves past the
-    normalisation."""
+    passes over the batch instead of a dozen: contrast is one per-image factor, erasing one
+    in-place product; the noise's -1/2 offset and the normalisation are one affine step; the
+    clamp moves past the normalisation."""
     n, _, h, w = x.shape
     gain, shift = aug.pixel_scale / aug.std, -aug.mean / aug.std
     factor = uniform(n, 1 - aug.contrast, 1 + aug.contrast, gen, x.device) if aug.contrast else None
     # The first step makes a new tensor (x may be the caller's); the others work in place, so
     # that no further batch-sized buffer is touched (fresh memory costs cache misses in a step).
-    if aug.erase_p:
-        x = x * erasing_mask(n, h, w, gen, aug.erase_p, aug.erase_area, factor).to(x.dtype)
-    elif factor is not None:
+    if factor is not None:
         x = x * factor.view(n, 1, 1, 1).to(x.dtype)
     else:
         x = x.clone()
+    if aug.erase_p:  # x (1 - E) as x - x E: a three-way broadcast product is twice as slow
+        x.addcmul_(x, erased_area(n, h, w, gen, aug.erase_p, aug.erase_area).to(x.dtype), value=-1)
     offset = torch.zeros(n, device=x.device, dtype=x.dtype)
     if aug.noise_p and round(aug.noise_p * n):
         chosen, noise, scale = noise_draw(n, (x.shape[1], h, w), aug.noise_p, aug.noise_std, gen)
