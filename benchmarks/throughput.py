@@ -3,7 +3,8 @@
     python benchmarks/throughput.py [--threads N] [--device cpu|cuda] [--bf16] [--seconds S]
 
 Prints one JSON object. Images per second count both views (a batch of B gives 2B images).
-overhead = model / full - 1 in time, i.e. how much slower the real step is than the model alone.
+overhead = full / model - 1 in seconds per step (= model img/s / full img/s - 1): how much slower
+the real step is than the model alone.
 """
 
 from __future__ import annotations
