@@ -93,3 +93,14 @@ def test_hand_written_backward_matches_autograd():
     plain = torch.autograd.grad(autograd_nt_xent(z1, z2, 0.2) * 3.0, (z1, z2))
     for a, b in zip(ours, plain, strict=True):
         assert torch.allclose(a, b, atol=1e-6)
+
+
+@pytest.mark.parametrize("t", [0.01, 0.2])
+def test_float32_under_bf16_autocast(t):
+    """Both forms compute in float32 even inside a bf16 autocast region (as pretraining with
+    --bf16 runs them)."""
+    z1, z2 = torch.randn(16, 8), torch.randn(16, 8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = nt_xent(z1, z2, t)
+    assert mixed.dtype == torch.float32
+    assert float(mixed) == pytest.approx(float(nt_xent(z1, z2, t)), abs=1e-5)

@@ -72,7 +72,8 @@ def add_finetune_options(p: argparse.ArgumentParser) -> None:
         "--finetune-anchor",
         type=float,
         default=None,
-        help="per-step pull of a pretrained encoder back toward its starting weights (0: off)",
+        help="A: after each step a pretrained encoder moves min(0.1, (A / labelled images)^2) "
+        "of the way back to its pretrained weights (0: off; never for the scratch baseline)",
     )
     p.add_argument(
         "--min-steps",
@@ -282,7 +283,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--anchor",
         type=float,
         default=None,
-        help="per-step pull back toward the pretrained weights (ignored with --from-scratch)",
+        help="A: after each step the encoder moves min(0.1, (A / labelled images)^2) of the way "
+        "back to its pretrained weights (0: off; ignored with --from-scratch)",
     )
     p.add_argument(
         "--resume", action="store_true", help="continue RUN_DIR's fine-tuning checkpoint"

@@ -46,9 +46,10 @@ def _nt_xent_log_softmax(z: torch.Tensor, temperature: float) -> torch.Tensor:
     / t) could underflow to 0 for every negative of an anchor."""
     count = z.shape[0]
     partner = torch.arange(count, device=z.device).roll(count // 2)
-    logits = (z / temperature) @ z.T
-    logits = logits.masked_fill(torch.eye(count, dtype=torch.bool, device=z.device), -torch.inf)
-    return F.cross_entropy(logits, partner)
+    with torch.autocast(z.device.type, enabled=False):  # float32 under bf16 autocast too
+        logits = (z / temperature) @ z.T
+        self_pairs = torch.eye(count, dtype=torch.bool, device=z.device)
+        return F.cross_entropy(logits.masked_fill(self_pairs, -torch.inf), partner)
 
 
 # Below this temperature the fixed shift of _SimilarityCrossEntropy could underflow

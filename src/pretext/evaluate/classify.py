@@ -125,9 +125,10 @@ def finetune(
         )
         for i in bar:
             idx = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]
-            lr = cfg.lr
+            decay = 1.0  # the schedule's factor at this step
             if cfg.schedule == "cosine":
-                lr *= 0.5 * (1 + math.cos(math.pi * step / total))
+                decay = 0.5 * (1 + math.cos(math.pi * step / total))
+            lr = cfg.lr * decay
             encoder_group, linear_group = optimizer.param_groups
             encoder_group["lr"] = 0.0 if step < cfg.head_warmup else lr * cfg.encoder_lr_scale
             linear_group["lr"] = lr
@@ -137,7 +138,7 @@ def finetune(
             loss.backward()
             optimizer.step()
             if anchors:
-                pull_toward(model.encoder.parameters(), anchors, pull * lr / cfg.lr)
+                pull_toward(model.encoder.parameters(), anchors, pull * decay)
             correct += (logits.argmax(1) == labels[idx]).sum()
             step += 1
         train_accuracy.append(correct.item() / len(train))
