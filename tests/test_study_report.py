@@ -36,6 +36,9 @@ def test_study_writes_rows_table_and_plot(pretrained_run):
     assert json.loads((pretrained_run / "study.json").read_text()) == rows
     table = (pretrained_run / "study.md").read_text()
     assert table.startswith("| labels | linear | finetune | knn | scratch |")
+    # The footnote says how both arms fine-tuned (the default recipe's protocol).
+    assert "`default` views under 1000 labels, `light` from 1000 up" in table
+    assert "or 4 steps, whichever is more" in table and "the scratch one is not" in table
     assert (pretrained_run / "study.png").read_bytes()[:4] == b"\x89PNG"
 
 

@@ -268,7 +268,7 @@ def study_command(
 ) -> list[dict]:
     """Few-label study of a run's encoder -> study.json, study.md, study.png in `out`."""
     from pretext.config import load_pretrain_config, recipe
-    from pretext.evaluate.study import StudyConfig, run_study, study_markdown
+    from pretext.evaluate.study import StudyConfig, finetune_protocol, run_study, study_markdown
     from pretext.report.plots import study_plot
 
     run_dir = Path(run_dir)
@@ -294,9 +294,10 @@ def study_command(
 
     rows = run_study(encoder, make_scratch, train, test, cfg, dev, log)
     write_json(out / "study.json", rows)
-    write_text_atomic(out / "study.md", study_markdown(rows))
+    table = study_markdown(rows, finetune_protocol(ft))
     study_plot(rows, out / "study.png")
-    log(study_markdown(rows))
+    write_text_atomic(out / "study.md", table)
+    log(table)
     return rows
 
 

@@ -100,7 +100,25 @@ def run_study(
     return rows
 
 
-def study_markdown(rows: list[dict]) -> str:
+def finetune_protocol(cfg: FinetuneConfig) -> str:
+    """One sentence on how both arms fine-tune, for the table's footnote."""
+    steps = f"{cfg.epochs} epochs"
+    if cfg.min_steps:
+        steps += f" or {cfg.min_steps} steps, whichever is more"
+    views = f"`{cfg.augment}` views"
+    if cfg.few_augment is not None and cfg.few_augment != cfg.augment:
+        views = f"`{cfg.few_augment}` views under {cfg.few_below} labels"
+        views += f", `{cfg.augment}` from {cfg.few_below} up"
+    text = f"Fine-tuning: {steps}, Adam {cfg.lr:g}, {views}, for both arms"
+    if cfg.anchor:
+        text += (
+            f"; the pretrained encoder is pulled back toward its pretrained weights after each "
+            f"step by min(0.1, ({cfg.anchor:g} / labels)^2), the scratch one is not"
+        )
+    return text + "."
+
+
+def study_markdown(rows: list[dict], protocol: str = "") -> str:
     counts = sorted({r["labels"] for r in rows})
     lookup = {(r["labels"], r["method"]): r for r in rows}
     lines = ["| labels | " + " | ".join(METHODS) + " |", "|---:|" + "---:|" * len(METHODS)]
@@ -116,6 +134,8 @@ def study_markdown(rows: list[dict]) -> str:
         f"Test accuracy (%), mean ± std over {seeds} label-sampling seeds; "
         "scratch = same architecture from random weights, same steps and augmentation."
     )
+    if protocol:
+        lines.append(protocol)
     return "\n".join(lines) + "\n"
 
 
