@@ -14,8 +14,9 @@ import json
 from dataclasses import replace
 
 import torch
-from throughput import sync, timed  # benchmarks/ is on sys.path when run as a script
+from throughput import interleaved, sync  # benchmarks/ is on sys.path when run as a script
 
+from pretext.allocator import keep_freed_memory
 from pretext.augment import make_views, preset
 from pretext.config import resolve_device
 
@@ -49,6 +50,8 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
+    if device.type == "cpu":
+        keep_freed_memory()  # as pretraining does, for both sides alike
     pipeline = kornia_pipeline(device)
     # The same steps on both sides: without the elastic distortion, which the kornia pipeline
     # does not have (kornia's RandomElasticTransform filters a full-size field per image).
@@ -65,8 +68,9 @@ def main() -> None:
             x = images.float() / 255
             pipeline(x), pipeline(x)
 
-        ours_rate = 2 * batch * timed(ours, device, args.seconds)
-        kornia_rate = 2 * batch * timed(kornia, device, args.seconds)
+        # Alternating blocks, so that a slow spell of the machine hits both sides alike.
+        rates = interleaved({"ours": ours, "kornia": kornia}, device, 2 * args.seconds)
+        ours_rate, kornia_rate = 2 * batch * rates["ours"], 2 * batch * rates["kornia"]
         rows.append(
             {
                 "batch_size": batch,
