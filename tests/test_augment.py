@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from pretext.augment import (
@@ -202,3 +203,16 @@ def test_elastic_field_is_the_bicubic_upsampling_of_random_lattice_offsets():
     upsampled = F.interpolate(coarse, size=(28, 28), mode="bicubic", align_corners=True)
     assert torch.allclose(field, upsampled, atol=1e-6)
     assert coarse.abs().max() <= 0.2  # +-2 x strength in grid units (the side spans 2)
+
+
+@pytest.mark.parametrize(
+    "changes", [{}, {"contrast": 0.0}, {"contrast": 0.0, "erase_p": 0.0}, {"noise_p": 0.0}]
+)
+def test_photometric_leaves_the_callers_batch_alone(changes):
+    """It works in place once it has a tensor of its own, never on its input."""
+    from dataclasses import replace
+
+    x = torch.rand(32, 1, 28, 28)
+    before = x.clone()
+    out = photometric(x, replace(preset("default"), **changes), torch.Generator().manual_seed(0))
+    assert torch.equal(x, before) and out.data_ptr() != x.data_ptr()

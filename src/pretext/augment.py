@@ -242,21 +242,26 @@ def photometric(x: torch.Tensor, aug: Augmentation, gen: torch.Generator) -> tor
     n, _, h, w = x.shape
     gain, shift = aug.pixel_scale / aug.std, -aug.mean / aug.std
     factor = uniform(n, 1 - aug.contrast, 1 + aug.contrast, gen, x.device) if aug.contrast else None
-    # The first step makes a new tensor (x may be the caller's); the others work in place, so
-    # that no further batch-sized buffer is touched (fresh memory costs cache misses in a step).
-    if factor is not None:
+    # The first step that changes pixels makes a new tensor (x may be the caller's); the others
+    # work in place on it, so that no further batch-sized buffer is touched (fresh memory costs
+    # cache misses in a step).
+    owned = factor is not None
+    if owned:
         x = x * factor.view(n, 1, 1, 1).to(x.dtype)
-    else:
-        x = x.clone()
     if aug.erase_p:  # x (1 - E) as x - x E: a three-way broadcast product is twice as slow
-        x.addcmul_(x, erased_area(n, h, w, gen, aug.erase_p, aug.erase_area).to(x.dtype), value=-1)
+        erased = erased_area(n, h, w, gen, aug.erase_p, aug.erase_area).to(x.dtype)
+        x = x.addcmul_(x, erased, value=-1) if owned else torch.addcmul(x, x, erased, value=-1)
+        owned = True
     offset = torch.zeros(n, device=x.device, dtype=x.dtype)
     if aug.noise_p and round(aug.noise_p * n):
         chosen, noise, scale = noise_draw(n, (x.shape[1], h, w), aug.noise_p, aug.noise_std, gen)
-        x.index_add_(0, chosen, noise.to(x.dtype), alpha=scale)
+        add_noise = x.index_add_ if owned else x.index_add
+        x = add_noise(0, chosen, noise.to(x.dtype), alpha=scale)
+        owned = True
         offset[chosen] = -127.5 * scale
     # normalise(clamp(x + offset, 0, 1)) = clamp(gain * (x + offset) + shift, shift, gain + shift)
-    torch.add(offset.mul_(gain).add_(shift).view(n, 1, 1, 1), x, alpha=gain, out=x)
+    shifts = offset.mul_(gain).add_(shift).view(n, 1, 1, 1)
+    x = torch.add(shifts, x, alpha=gain, out=x) if owned else torch.add(shifts, x, alpha=gain)
     if aug.contrast or aug.noise_p:  # the other steps cannot leave [0, 1]
         x.clamp_(shift, gain + shift)
     return x

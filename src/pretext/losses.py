@@ -6,6 +6,11 @@ import torch
 import torch.nn.functional as F
 
 
+def _partners(count: int, device: torch.device) -> torch.Tensor:
+    """Index of each row's positive in the stacked [z1; z2]: the other view of its image."""
+    return torch.arange(count, device=device).roll(count // 2)
+
+
 class _SimilarityCrossEntropy(torch.autograd.Function):
     """NT-Xent on L2-normalised rows z (2N x D), with a hand-written backward.
 
@@ -18,8 +23,7 @@ class _SimilarityCrossEntropy(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, z: torch.Tensor, temperature: float) -> torch.Tensor:
-        count = z.shape[0]
-        partner = torch.arange(count, device=z.device).roll(count // 2)  # the other view
+        partner = _partners(z.shape[0], z.device)
         with torch.autocast(z.device.type, enabled=False):  # float32 under bf16 autocast too
             shift = torch.full((1,), -1.0 / temperature, device=z.device, dtype=z.dtype)
             exp = torch.addmm(shift, z, z.T, alpha=1.0 / temperature).exp_()
@@ -44,11 +48,10 @@ class _SimilarityCrossEntropy(torch.autograd.Function):
 def _nt_xent_log_softmax(z: torch.Tensor, temperature: float) -> torch.Tensor:
     """The same loss through a row-wise logsumexp: for temperatures so small that exp((cos - 1)
     / t) could underflow to 0 for every negative of an anchor."""
-    count = z.shape[0]
-    partner = torch.arange(count, device=z.device).roll(count // 2)
+    partner = _partners(z.shape[0], z.device)
     with torch.autocast(z.device.type, enabled=False):  # float32 under bf16 autocast too
         logits = (z / temperature) @ z.T
-        self_pairs = torch.eye(count, dtype=torch.bool, device=z.device)
+        self_pairs = torch.eye(z.shape[0], dtype=torch.bool, device=z.device)
         return F.cross_entropy(logits.masked_fill(self_pairs, -torch.inf), partner)
 
 

@@ -62,10 +62,10 @@ def finetune_views(cfg: FinetuneConfig, labelled: int) -> str:
 
 
 @torch.no_grad()
-def pull_toward(params, anchors: list[torch.Tensor], fraction: float) -> None:
+def pull_toward(params: list[torch.Tensor], anchors: list[torch.Tensor], fraction: float) -> None:
     """w <- w + fraction (w0 - w) for each weight: the decoupled form of an L2 penalty toward
     the starting weights (L2-SP, Li et al. 2018), independent of Adam's per-weight scaling."""
-    torch._foreach_lerp_(list(params), anchors, fraction)
+    torch._foreach_lerp_(params, anchors, fraction)
 
 
 def finetune(
@@ -86,12 +86,13 @@ def finetune(
     `checkpoint`, the state is saved after every epoch and `resume` continues from it exactly.
     """
     model = Classifier(copy.deepcopy(encoder), train.num_classes).to(device)
-    anchors = [p.detach().clone() for p in model.encoder.parameters()] if cfg.anchor else []
+    encoder_params = list(model.encoder.parameters())
+    anchors = [p.detach().clone() for p in encoder_params] if cfg.anchor else []
     pull = anchor_pull(cfg.anchor, len(train))
     aug = preset(finetune_views(cfg, len(train)))
     optimizer = torch.optim.Adam(
         [
-            {"params": model.encoder.parameters()},
+            {"params": encoder_params},
             {"params": model.linear.parameters()},
         ],
         lr=cfg.lr,
@@ -138,7 +139,7 @@ def finetune(
             loss.backward()
             optimizer.step()
             if anchors:
-                pull_toward(model.encoder.parameters(), anchors, pull * decay)
+                pull_toward(encoder_params, anchors, pull * decay)
             correct += (logits.argmax(1) == labels[idx]).sum()
             step += 1
         train_accuracy.append(correct.item() / len(train))

@@ -5,15 +5,13 @@ variation between images, such as handwriting style."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from pretext.distributed import gather_with_grad
 from pretext.losses import nt_xent
-from pretext.methods.base import SSLMethod, one_batch
+from pretext.methods.base import SSLMethod
 from pretext.methods.memory import push_fifo
 from pretext.models import ProjectionHead
 
@@ -42,8 +40,7 @@ class NNCLR(SSLMethod):
         self.register_buffer("progress", torch.zeros(()))  # saved, so a resumed run knows
         self.use_neighbours = False  # its mirror on the host: no device sync in forward()
 
-    def forward(self, views: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
-        z1, z2 = self.head(self.encoder(one_batch(views))).chunk(2)
+    def criterion(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
         z1, z2 = gather_with_grad(z1), gather_with_grad(z2)
         if not self.use_neighbours:
             loss = nt_xent(z1, z2, self.temperature)
