@@ -221,6 +221,29 @@ def cmd_study(args) -> None:
     )
 
 
+def cmd_cluster(args) -> None:
+    from pretext.commands import cluster_command
+    from pretext.config import ClusterConfig
+
+    given = {
+        "clusters": args.clusters,
+        "neighbours": args.neighbours,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "entropy_weight": args.entropy_weight,
+        "seed": args.seed,
+    }
+    cfg = ClusterConfig(**{k: v for k, v in given.items() if v is not None})
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    cluster_command(
+        args.out, cfg, args.dataset, args.data_dir, args.device or "auto", args.limit_train
+    )
+
+
 def cmd_embed(args) -> None:
     from pretext.commands import embed_command
 
@@ -314,6 +337,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--min-steps", type=int, default=None, help="fine-tuning steps at least")
     p.set_defaults(func=cmd_study)
+
+    p = sub.add_parser("cluster", help="group unlabelled images into clusters (SCAN)")
+    add_data_options(p)
+    p.add_argument("--out", required=True, help="run directory with a pretrained encoder")
+    p.add_argument("--clusters", type=int, default=None, help="number of clusters (default 10)")
+    p.add_argument("--neighbours", type=int, default=None, help="neighbours mined per image")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--entropy-weight", type=float, default=None)
+    p.add_argument("--seed", type=int, default=None)
+    p.set_defaults(func=cmd_cluster)
 
     p = sub.add_parser("embed", help="write embeddings of a split (a search index)")
     add_data_options(p)

@@ -14,7 +14,13 @@ import torch
 from pretext import distributed
 from pretext.augment import make_views, preset, to_unit
 from pretext.checkpoint import write_json, write_text_atomic
-from pretext.config import FinetuneConfig, RunConfig, resolve_device, scratch_finetune
+from pretext.config import (
+    ClusterConfig,
+    FinetuneConfig,
+    RunConfig,
+    resolve_device,
+    scratch_finetune,
+)
 from pretext.data import load_dataset, stratified_subset
 from pretext.errors import PretextError
 from pretext.evaluate import extract_features, few_label_comparison, finetune, linear_probe
@@ -299,6 +305,80 @@ def study_command(
     write_text_atomic(out / "study.md", table)
     log(table)
     return rows
+
+
+def cluster_command(
+    run_dir: str | Path,
+    cfg: ClusterConfig | None = None,
+    dataset: str | None = None,
+    data_dir: str | None = None,
+    device: str = "auto",
+    limit_train: int | None = None,
+    log=print,
+) -> dict:
+    """Group a run's training images into clusters without labels (SCAN) -> clusters.npz (the
+    cluster and confidence of every train and test image), clusters.png, checkpoints/clusters.pt
+    and "clustering" in metrics.json. Where the data set has labels they only score the result:
+    each cluster is matched to a class on the training labels, accuracy is measured on test.
+    `limit_train` (default: the run's own) clusters the first N training images."""
+    import dataclasses
+
+    import numpy as np
+    from sklearn.metrics import normalized_mutual_info_score
+
+    from pretext.checkpoint import save_checkpoint
+    from pretext.config import load_pretrain_config
+    from pretext.evaluate.cluster import assign_clusters, match_clusters, train_clusters
+    from pretext.report.plots import cluster_grid
+
+    cfg = cfg or ClusterConfig()
+    run_dir = Path(run_dir)
+    pre = load_pretrain_config(run_dir)
+    dataset, data_dir = dataset or pre.dataset, data_dir or pre.data_dir
+    if cfg.clusters < 2 or cfg.epochs < 1 or cfg.neighbours < 1 or cfg.batch_size < 2:
+        raise PretextError("--clusters, --batch-size need at least 2; --epochs, --neighbours 1")
+    dev = resolve_device(device)
+    train = load_dataset(dataset, "train", data_dir).first(limit_train or pre.limit_train)
+    if cfg.neighbours >= len(train):
+        raise PretextError(f"--neighbours {cfg.neighbours}: the data has {len(train)} images")
+    started = time.perf_counter()
+    model = train_clusters(load_encoder(run_dir, dev), train.images, cfg, dev, log)
+    seconds = round(time.perf_counter() - started, 3)
+    train_c, train_conf = assign_clusters(model, train.images, dev)
+    sizes = torch.bincount(train_c, minlength=cfg.clusters).tolist()
+    result: dict = {
+        "clusters": cfg.clusters,
+        "images": len(train),
+        "sizes": sizes,
+        "empty_clusters": sum(size == 0 for size in sizes),
+        "seconds": seconds,
+    }
+    arrays = {"train_clusters": train_c.numpy(), "train_confidence": train_conf.numpy()}
+    names = None
+    test = load_dataset(dataset, "test", data_dir) if train.labels is not None else None
+    if test is not None and test.labels is not None:
+        mapping = match_clusters(train_c, train.labels, cfg.clusters)
+        test_c, test_conf = assign_clusters(model, test.images, dev)
+        arrays |= {"test_clusters": test_c.numpy(), "test_confidence": test_conf.numpy()}
+        arrays["cluster_class"] = mapping
+        result["test_accuracy"] = float((mapping[test_c.numpy()] == test.labels.numpy()).mean())
+        result["test_nmi"] = float(normalized_mutual_info_score(test.labels, test_c))
+        names = [f"class {c}" for c in mapping]
+        log(
+            f"clusters vs test labels: accuracy {100 * result['test_accuracy']:.2f}% "
+            f"(clusters matched to classes on training labels), NMI {result['test_nmi']:.3f}"
+        )
+    tmp = run_dir / ".clusters.tmp.npz"
+    np.savez(tmp, **arrays)
+    tmp.replace(run_dir / "clusters.npz")
+    save_checkpoint(
+        run_dir / "checkpoints" / "clusters.pt",
+        {"classifier": model.state_dict(), "config": dataclasses.asdict(cfg)},
+    )
+    cluster_grid(train.images, train_c, train_conf, run_dir / "clusters.png", names=names)
+    log(f"cluster sizes {sizes}; wrote {run_dir / 'clusters.npz'} and clusters.png")
+    update_metrics(run_dir, clustering=result)
+    return result
 
 
 def embed_command(

@@ -83,6 +83,22 @@ def scratch_finetune(cfg: FinetuneConfig) -> FinetuneConfig:
 
 
 @dataclass(frozen=True)
+class ClusterConfig:
+    """Grouping unlabelled images with a pretrained encoder (SCAN, Van Gansbeke et al. 2020):
+    each image and one of its nearest neighbours in the embedding must fall into the same
+    cluster, while all clusters stay in use. Defaults chosen on MNIST's validation split."""
+
+    clusters: int = 10
+    neighbours: int = 20  # nearest neighbours mined per image in the pretrained embedding
+    epochs: int = 10
+    batch_size: int = 256
+    lr: float = 1e-3
+    entropy_weight: float = 2.0  # weight of the entropy of the mean assignment (keeps all used)
+    augment: str = "default"
+    seed: int = 0
+
+
+@dataclass(frozen=True)
 class LinearProbeConfig:
     # Chosen on a validation split (the last 10,000 training images), never on the test set.
     epochs: int = 100

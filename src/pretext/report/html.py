@@ -17,6 +17,7 @@ PICTURES = [
     ("confusion.png", "Confusion matrix of the fine-tuned classifier"),
     ("mistakes.png", "Most confident mistakes"),
     ("embeddings.png", "Map of test embeddings"),
+    ("clusters.png", "Clusters found without labels (most confident members)"),
 ]
 
 

@@ -138,3 +138,28 @@ def retrieval_strip(
         ax.set_title(title, fontsize=7)
         ax.axis("off")
     return save(fig, path)
+
+
+def cluster_grid(
+    images: torch.Tensor,
+    clusters: torch.Tensor,
+    confidence: torch.Tensor,
+    path: Path,
+    per_cluster: int = 10,
+    names: list[str] | None = None,
+) -> Path:
+    """One row per cluster: its most confident images, left to right."""
+    num = int(clusters.max()) + 1 if len(clusters) else 0
+    fig, axes = plt.subplots(
+        max(1, num), per_cluster, figsize=(0.9 * per_cluster, 0.95 * max(1, num)), squeeze=False
+    )
+    for ax in axes.flat:
+        ax.axis("off")
+    for c in range(num):
+        members = torch.nonzero(clusters == c).flatten()
+        best = members[confidence[members].argsort(descending=True)][:per_cluster]
+        for ax, i in zip(axes[c], best.tolist(), strict=False):
+            ax.imshow(images[i].permute(1, 2, 0).squeeze(-1).numpy(), cmap="gray")
+        title = f"cluster {c}: {len(members)}" + (f" ({names[c]})" if names else "")
+        axes[c][0].set_title(title, fontsize=7, loc="left")
+    return save(fig, path)

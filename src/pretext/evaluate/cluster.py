@@ -1,0 +1,144 @@
+"""Clustering without labels on top of a pretrained encoder (SCAN, Van Gansbeke et al. 2020).
+
+Contrastive embeddings place an image near others of its kind, but spread each kind out (mAP@R
+stays far below precision@1). SCAN turns the neighbourhoods into clusters: a softmax head on
+the encoder learns to give an image and its mined neighbours the same cluster, and the entropy
+of the mean assignment keeps every cluster in use. Labels, where they exist, only score it.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from pretext.augment import make_view, preset
+from pretext.config import ClusterConfig
+from pretext.data import epoch_order
+from pretext.evaluate.classify import extract_features
+from pretext.models import Classifier
+
+
+@torch.inference_mode()
+def nearest_neighbours(features: torch.Tensor, k: int, chunk_size: int = 4096) -> torch.Tensor:
+    """(N, k) indices of each row's k most cosine-similar other rows, computed in chunks so
+    that no N x N matrix is held."""
+    if not 0 < k < len(features):
+        raise ValueError(f"k must be in 1..{len(features) - 1}, got {k}")
+    unit = F.normalize(features.float(), dim=1)
+    parts = []
+    for start in range(0, len(unit), chunk_size):
+        sims = unit[start : start + chunk_size] @ unit.T
+        rows = torch.arange(len(sims), device=sims.device)
+        sims[rows, rows + start] = -math.inf  # an image is not its own neighbour
+        parts.append(sims.topk(k, dim=1).indices)
+    return torch.cat(parts)
+
+
+def scan_loss(
+    probs_anchor: torch.Tensor, probs_neighbour: torch.Tensor, entropy_weight: float
+) -> torch.Tensor:
+    """-mean log <p(x), p(n)> - w H(mean p): neighbours agree, confidently, and the batch's
+    mean assignment stays spread over all clusters (the mean is over anchors and neighbours)."""
+    agreement = (probs_anchor * probs_neighbour).sum(1)
+    consistency = -torch.log(agreement.clamp_min(1e-8)).mean()
+    mean = torch.cat([probs_anchor, probs_neighbour]).mean(0)
+    entropy = -(mean * torch.log(mean.clamp_min(1e-8))).sum()
+    return consistency - entropy_weight * entropy
+
+
+def train_clusters(
+    encoder: torch.nn.Module,
+    images: torch.Tensor,
+    cfg: ClusterConfig,
+    device: torch.device,
+    log=print,
+) -> torch.nn.Module:
+    """Encoder copy + Linear(embed, clusters), trained with the SCAN loss on uint8 `images`;
+    its argmax is the cluster. The caller's encoder stays as it was."""
+    if cfg.clusters < 2:
+        raise ValueError(f"clusters must be at least 2, got {cfg.clusters}")
+    aug = preset(cfg.augment)
+    images = images.to(device)
+    started = time.perf_counter()
+    neighbours = nearest_neighbours(
+        extract_features(encoder, images, preset("none"), device), cfg.neighbours
+    )
+    log(
+        f"mined {cfg.neighbours} neighbours of {len(images)} images "
+        f"({time.perf_counter() - started:.1f}s)"
+    )
+    torch.manual_seed(cfg.seed)
+    model = Classifier(copy.deepcopy(encoder), cfg.clusters).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    generator = torch.Generator(device).manual_seed(cfg.seed)
+    batch = min(cfg.batch_size, len(images))
+    steps_per_epoch = len(images) // batch
+    model.train()
+    for epoch in range(cfg.epochs):
+        order = epoch_order(len(images), cfg.seed, epoch).to(device)
+        total = torch.zeros((), device=device)
+        bar = tqdm(
+            range(steps_per_epoch),
+            desc=f"cluster {epoch + 1}/{cfg.epochs}",
+            leave=False,
+            file=sys.stderr,
+            disable=None,
+            mininterval=0.5,
+        )
+        for i in bar:
+            anchors = order[i * batch : (i + 1) * batch]
+            pick = torch.randint(
+                cfg.neighbours, (len(anchors),), generator=generator, device=device
+            )
+            partners = neighbours[anchors, pick]
+            # Anchors and neighbours in one forward pass: batch statistics see both.
+            pair = images.index_select(0, torch.cat([anchors, partners]))
+            probs = model(make_view(pair, aug, generator)).softmax(1)
+            loss = scan_loss(*probs.chunk(2), cfg.entropy_weight)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += loss.detach()
+        log(f"cluster epoch {epoch + 1}/{cfg.epochs}  loss {total.item() / steps_per_epoch:.4f}")
+    model.eval()
+    return model
+
+
+@torch.inference_mode()
+def assign_clusters(
+    model: torch.nn.Module, images: torch.Tensor, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cluster index and confidence (the softmax maximum) of each uint8 image."""
+    probs = extract_features(model, images, preset("none"), device).softmax(1)
+    confidence, cluster = probs.max(1)
+    return cluster.cpu(), confidence.cpu()
+
+
+def match_clusters(clusters: torch.Tensor, labels: torch.Tensor, num_clusters: int) -> np.ndarray:
+    """class of each cluster that best agrees with `labels`: one-to-one (Hungarian) when there
+    are as many clusters as classes, else each cluster's majority class."""
+    from scipy.optimize import linear_sum_assignment
+
+    num_classes = int(labels.max()) + 1
+    counts = np.zeros((num_clusters, num_classes), dtype=np.int64)
+    np.add.at(counts, (clusters.numpy(), labels.numpy()), 1)
+    if num_clusters == num_classes:
+        rows, cols = linear_sum_assignment(-counts)
+        mapping = np.empty(num_clusters, dtype=np.int64)
+        mapping[rows] = cols
+        return mapping
+    return counts.argmax(1)
+
+
+def cluster_accuracy(clusters: torch.Tensor, labels: torch.Tensor, num_clusters: int) -> float:
+    """Fraction of images whose cluster's matched class is their label (the usual score of
+    unsupervised classification)."""
+    mapping = match_clusters(clusters, labels, num_clusters)
+    return float((mapping[clusters.numpy()] == labels.numpy()).mean())

@@ -1,0 +1,115 @@
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from pretext.cli import main
+from pretext.commands import cluster_command
+from pretext.config import ClusterConfig, PretrainConfig
+from pretext.evaluate.cluster import (
+    cluster_accuracy,
+    match_clusters,
+    nearest_neighbours,
+    scan_loss,
+    train_clusters,
+)
+from pretext.train import load_encoder, pretrain
+
+
+def test_scan_loss_hand_computed():
+    anchor = torch.tensor([[1.0, 0.0], [0.5, 0.5]])
+    neighbour = torch.tensor([[1.0, 0.0], [0.5, 0.5]])
+    # agreements 1 and 0.5; mean assignment over the four rows (0.75, 0.25)
+    consistency = -(math.log(1.0) + math.log(0.5)) / 2
+    entropy = -(0.75 * math.log(0.75) + 0.25 * math.log(0.25))
+    loss = scan_loss(anchor, neighbour, entropy_weight=2.0)
+    assert loss.item() == pytest.approx(consistency - 2.0 * entropy, abs=1e-6)
+
+
+def test_scan_loss_prefers_agreeing_neighbours_and_used_clusters():
+    one_hot = torch.eye(4)
+    assert scan_loss(one_hot, one_hot, 1.0) < scan_loss(one_hot, one_hot.roll(1, 0), 1.0)
+    collapsed = torch.zeros(4, 4)
+    collapsed[:, 0] = 1
+    assert scan_loss(one_hot, one_hot, 1.0) < scan_loss(collapsed, collapsed, 1.0)
+
+
+@pytest.mark.parametrize("chunk", [3, 4096])
+def test_nearest_neighbours_match_brute_force(chunk):
+    features = torch.randn(50, 8, generator=torch.Generator().manual_seed(1))
+    got = nearest_neighbours(features, 5, chunk_size=chunk)
+    unit = torch.nn.functional.normalize(features, dim=1)
+    sims = unit @ unit.T
+    sims.fill_diagonal_(-2.0)
+    expected = sims.topk(5, dim=1).indices
+    assert torch.equal(got, expected)
+    assert not (got == torch.arange(50)[:, None]).any()  # never itself
+    with pytest.raises(ValueError):
+        nearest_neighbours(features, 50)
+
+
+def test_match_clusters_one_to_one_and_majority():
+    labels = torch.tensor([0, 0, 1, 1, 2, 2])
+    clusters = torch.tensor([2, 2, 0, 0, 1, 1])  # a relabelling: perfect after matching
+    assert match_clusters(clusters, labels, 3).tolist() == [1, 2, 0]
+    assert cluster_accuracy(clusters, labels, 3) == 1.0
+    one_wrong = torch.tensor([2, 2, 0, 1, 1, 1])
+    assert cluster_accuracy(one_wrong, labels, 3) == pytest.approx(5 / 6)
+    # More clusters than classes: each cluster takes its majority class.
+    over = torch.tensor([0, 1, 2, 2, 3, 3])
+    assert match_clusters(over, labels, 4).tolist() == [0, 0, 1, 2]
+
+
+@pytest.fixture
+def pretrained_run(tiny_data, tmp_path):
+    out = tmp_path / "run"
+    pretrain(
+        PretrainConfig(data_dir=str(tiny_data), out=str(out), epochs=1, batch_size=16, threads=1)
+    )
+    return out
+
+
+def test_train_clusters_lowers_the_loss_and_is_seeded(pretrained_run, tiny_data):
+    from pretext.data import load_dataset
+
+    images = load_dataset("mnist", "train", str(tiny_data)).images
+    encoder = load_encoder(pretrained_run)
+    before = {k: v.clone() for k, v in encoder.state_dict().items()}
+    cfg = ClusterConfig(clusters=10, neighbours=5, epochs=6, batch_size=16, augment="none")
+    losses = []
+    model = train_clusters(encoder, images, cfg, torch.device("cpu"), log=losses.append)
+    values = [float(line.split()[-1]) for line in losses if line.startswith("cluster epoch")]
+    # Uniform assignments give ln 10 - 2 ln 10 = -2.3; the floor, confident agreeing neighbours
+    # and all ten clusters used, is -2 ln 10 = -4.6.
+    assert len(values) == 6 and values[-1] < values[0] - 0.5
+    again = train_clusters(encoder, images, cfg, torch.device("cpu"), log=lambda *_: None)
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, again.state_dict()[name]), name
+    for name, value in encoder.state_dict().items():  # the caller's encoder is untouched
+        assert torch.equal(value, before[name]), name
+
+
+def test_cluster_command_writes_assignments_picture_and_metrics(pretrained_run):
+    result = cluster_command(
+        pretrained_run, ClusterConfig(neighbours=5, epochs=1, batch_size=16), log=lambda *_: None
+    )
+    assert result["images"] == 64 and sum(result["sizes"]) == 64 and len(result["sizes"]) == 10
+    assert 0.0 <= result["test_accuracy"] <= 1.0 and 0.0 <= result["test_nmi"] <= 1.0
+    with np.load(pretrained_run / "clusters.npz") as saved:
+        assert saved["train_clusters"].shape == (64,) and saved["test_clusters"].shape == (32,)
+        assert saved["cluster_class"].shape == (10,)
+        assert ((saved["train_confidence"] > 0) & (saved["train_confidence"] <= 1)).all()
+    assert json.loads((pretrained_run / "metrics.json").read_text())["clustering"] == result
+    assert (pretrained_run / "clusters.png").read_bytes()[:4] == b"\x89PNG"
+    state = torch.load(pretrained_run / "checkpoints" / "clusters.pt", weights_only=True)
+    assert state["config"]["clusters"] == 10 and "linear.weight" in state["classifier"]
+
+
+def test_cluster_cli_rejects_impossible_options(pretrained_run, capsys):
+    assert main(["cluster", "--out", str(pretrained_run), "--neighbours", "64"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pretext: error: --neighbours 64") and "Traceback" not in err
+    assert main(["cluster", "--out", str(pretrained_run), "--clusters", "1"]) == 2
+    assert not (pretrained_run / "clusters.npz").exists()
