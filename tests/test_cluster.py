@@ -113,3 +113,15 @@ def test_cluster_cli_rejects_impossible_options(pretrained_run, capsys):
     assert err.startswith("pretext: error: --neighbours 64") and "Traceback" not in err
     assert main(["cluster", "--out", str(pretrained_run), "--clusters", "1"]) == 2
     assert not (pretrained_run / "clusters.npz").exists()
+
+
+def test_study_names_clusters_with_each_labelled_subset(pretrained_run):
+    from pretext.commands import study_command
+
+    rows = study_command(pretrained_run, labels=(10, 20), seeds=2, min_steps=4, cluster=True)
+    cluster_rows = [r for r in rows if r["method"] == "cluster"]
+    assert [r["labels"] for r in cluster_rows] == [10, 20]
+    assert all(0.0 <= r["mean"] <= 1.0 and r["seeds"] == 2 for r in cluster_rows)
+    table = (pretrained_run / "study.md").read_text()
+    assert table.startswith("| labels | linear | finetune | knn | cluster | scratch |")
+    assert "cluster = clusters found once without labels" in table

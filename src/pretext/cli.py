@@ -218,6 +218,7 @@ def cmd_study(args) -> None:
         args.data_dir,
         args.device or "auto",
         args.min_steps,
+        args.cluster,
     )
 
 
@@ -336,6 +337,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--study-out", default=None, help="folder for study.* (default: the run directory)"
     )
     p.add_argument("--min-steps", type=int, default=None, help="fine-tuning steps at least")
+    p.add_argument(
+        "--cluster",
+        action="store_true",
+        help="also: clusters found without labels (as 'pretext cluster'), named by the labels",
+    )
     p.set_defaults(func=cmd_study)
 
     p = sub.add_parser("cluster", help="group unlabelled images into clusters (SCAN)")

@@ -270,11 +270,19 @@ def study_command(
     data_dir: str | None = None,
     device: str = "auto",
     min_steps: int | None = None,
+    cluster: bool = False,
     log=print,
 ) -> list[dict]:
-    """Few-label study of a run's encoder -> study.json, study.md, study.png in `out`."""
+    """Few-label study of a run's encoder -> study.json, study.md, study.png in `out`. With
+    `cluster`, also clusters found without labels and named by each labelled subset."""
     from pretext.config import load_pretrain_config, recipe
-    from pretext.evaluate.study import StudyConfig, finetune_protocol, run_study, study_markdown
+    from pretext.evaluate.study import (
+        METHODS,
+        StudyConfig,
+        finetune_protocol,
+        run_study,
+        study_markdown,
+    )
     from pretext.report.plots import study_plot
 
     run_dir = Path(run_dir)
@@ -289,6 +297,7 @@ def study_command(
         linear=base.linear,
         knn_k=base.knn_k,
         knn_temperature=base.knn_temperature,
+        methods=METHODS + (("cluster",) if cluster else ()),
     )
     dev = resolve_device(device)
     train, test = labelled_splits(dataset or pre.dataset, data_dir or pre.data_dir, None)
@@ -360,10 +369,10 @@ def cluster_command(
         mapping = match_clusters(train_c, train.labels, cfg.clusters)
         test_c, test_conf = assign_clusters(model, test.images, dev)
         arrays |= {"test_clusters": test_c.numpy(), "test_confidence": test_conf.numpy()}
-        arrays["cluster_class"] = mapping
-        result["test_accuracy"] = float((mapping[test_c.numpy()] == test.labels.numpy()).mean())
+        arrays["cluster_class"] = mapping.numpy()
+        result["test_accuracy"] = (mapping[test_c] == test.labels).float().mean().item()
         result["test_nmi"] = float(normalized_mutual_info_score(test.labels, test_c))
-        names = [f"class {c}" for c in mapping]
+        names = [f"class {c}" for c in mapping.tolist()]
         log(
             f"clusters vs test labels: accuracy {100 * result['test_accuracy']:.2f}% "
             f"(clusters matched to classes on training labels), NMI {result['test_nmi']:.3f}"

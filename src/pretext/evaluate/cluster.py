@@ -121,24 +121,26 @@ def assign_clusters(
     return cluster.cpu(), confidence.cpu()
 
 
-def match_clusters(clusters: torch.Tensor, labels: torch.Tensor, num_clusters: int) -> np.ndarray:
-    """class of each cluster that best agrees with `labels`: one-to-one (Hungarian) when there
-    are as many clusters as classes, else each cluster's majority class."""
+def match_clusters(
+    clusters: torch.Tensor, labels: torch.Tensor, num_clusters: int, num_classes: int | None = None
+) -> torch.Tensor:
+    """The class of each cluster that best agrees with `labels`: one-to-one (Hungarian) when
+    there are as many clusters as classes, else each cluster's majority class."""
     from scipy.optimize import linear_sum_assignment
 
-    num_classes = int(labels.max()) + 1
+    num_classes = num_classes or int(labels.max()) + 1
     counts = np.zeros((num_clusters, num_classes), dtype=np.int64)
     np.add.at(counts, (clusters.numpy(), labels.numpy()), 1)
     if num_clusters == num_classes:
         rows, cols = linear_sum_assignment(-counts)
         mapping = np.empty(num_clusters, dtype=np.int64)
         mapping[rows] = cols
-        return mapping
-    return counts.argmax(1)
+        return torch.from_numpy(mapping)
+    return torch.from_numpy(counts.argmax(1))
 
 
 def cluster_accuracy(clusters: torch.Tensor, labels: torch.Tensor, num_clusters: int) -> float:
     """Fraction of images whose cluster's matched class is their label (the usual score of
     unsupervised classification)."""
     mapping = match_clusters(clusters, labels, num_clusters)
-    return float((mapping[clusters.numpy()] == labels.numpy()).mean())
+    return (mapping[clusters] == labels).float().mean().item()

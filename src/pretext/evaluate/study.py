@@ -1,6 +1,7 @@
 """The few-label study: for each label budget and seed, the same stratified subset trains a
 linear probe, a fine-tuned copy and a kNN classifier on the pretrained encoder, and the same
-architecture from scratch (same steps, same augmentation). Test accuracy of the last epoch."""
+architecture from scratch (same steps, same augmentation). Test accuracy of the last epoch.
+Optionally (`cluster`), clusters found once without labels are named by the labelled subset."""
 
 from __future__ import annotations
 
@@ -10,12 +11,15 @@ from dataclasses import dataclass, replace
 import torch
 
 from pretext.augment import preset
-from pretext.config import FinetuneConfig, LinearProbeConfig, scratch_finetune
+from pretext.config import ClusterConfig, FinetuneConfig, LinearProbeConfig, scratch_finetune
 from pretext.data import ImageSet, stratified_subset
 from pretext.evaluate.classify import extract_features, finetune, linear_probe
+from pretext.evaluate.cluster import assign_clusters, match_clusters, train_clusters
 from pretext.evaluate.knn import knn_accuracy
 
 METHODS = ("linear", "finetune", "knn", "scratch")
+OPTIONAL_METHODS = ("cluster",)
+COLUMNS = ("linear", "finetune", "knn", "cluster", "scratch")  # the table's order
 
 
 @dataclass(frozen=True)
@@ -27,6 +31,7 @@ class StudyConfig:
     knn_k: int = 200
     knn_temperature: float = 0.1
     methods: tuple[str, ...] = METHODS
+    clustering: ClusterConfig = ClusterConfig()  # for the optional "cluster" method
 
 
 def run_study(
@@ -45,6 +50,10 @@ def run_study(
         train_x = extract_features(encoder, train.images, aug, device)
         test_x = extract_features(encoder, test.images, aug, device)
     quiet = lambda *_: None  # noqa: E731
+    if "cluster" in cfg.methods:  # trained once, without labels; only the naming uses them
+        clusters = train_clusters(encoder, train.images, cfg.clustering, device, quiet)
+        train_c, _ = assign_clusters(clusters, train.images, device)
+        test_c, _ = assign_clusters(clusters, test.images, device)
     rows = []
     for count in cfg.labels:
         count = min(count, len(train))
@@ -74,6 +83,11 @@ def run_study(
                         cfg.knn_temperature,
                     )
                 )
+            if "cluster" in scores:
+                mapping = match_clusters(
+                    train_c[idx], subset.labels, cfg.clustering.clusters, train.num_classes
+                )
+                scores["cluster"].append(float((mapping[test_c] == test.labels).float().mean()))
             if "finetune" in scores:
                 result = finetune(encoder, subset, test, ft_cfg, device, quiet, "finetune")
                 scores["finetune"].append(result["test_accuracy"])
@@ -121,10 +135,12 @@ def finetune_protocol(cfg: FinetuneConfig) -> str:
 def study_markdown(rows: list[dict], protocol: str = "") -> str:
     counts = sorted({r["labels"] for r in rows})
     lookup = {(r["labels"], r["method"]): r for r in rows}
-    lines = ["| labels | " + " | ".join(METHODS) + " |", "|---:|" + "---:|" * len(METHODS)]
+    present = {r["method"] for r in rows}
+    columns = [m for m in COLUMNS if m in METHODS or m in present]
+    lines = ["| labels | " + " | ".join(columns) + " |", "|---:|" + "---:|" * len(columns)]
     for count in counts:
         cells = []
-        for method in METHODS:
+        for method in columns:
             row = lookup.get((count, method))
             cells.append("" if row is None else f"{100 * row['mean']:.2f} ± {100 * row['std']:.2f}")
         lines.append(f"| {count} | " + " | ".join(cells) + " |")
@@ -134,6 +150,11 @@ def study_markdown(rows: list[dict], protocol: str = "") -> str:
         f"Test accuracy (%), mean ± std over {seeds} label-sampling seeds; "
         "scratch = same architecture from random weights, same steps and augmentation."
     )
+    if "cluster" in present:
+        lines.append(
+            "cluster = clusters found once without labels (SCAN on the pretrained encoder), each "
+            "named after a class by one-to-one matching on the labelled images."
+        )
     if protocol:
         lines.append(protocol)
     return "\n".join(lines) + "\n"
