@@ -55,3 +55,16 @@ def tiny_data(tmp_path) -> Path:
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture
+def pretrained_run(tiny_data, tmp_path) -> Path:
+    """A run directory with a one-epoch pretrained encoder on the tiny data set."""
+    from pretext.config import PretrainConfig
+    from pretext.train import pretrain
+
+    out = tmp_path / "run"
+    pretrain(
+        PretrainConfig(data_dir=str(tiny_data), out=str(out), epochs=1, batch_size=16, threads=1)
+    )
+    return out

@@ -7,7 +7,7 @@ import torch
 
 from pretext.cli import main
 from pretext.commands import cluster_command
-from pretext.config import ClusterConfig, PretrainConfig
+from pretext.config import ClusterConfig
 from pretext.evaluate.cluster import (
     cluster_accuracy,
     match_clusters,
@@ -15,7 +15,7 @@ from pretext.evaluate.cluster import (
     scan_loss,
     train_clusters,
 )
-from pretext.train import load_encoder, pretrain
+from pretext.train import load_encoder
 
 
 def test_scan_loss_hand_computed():
@@ -60,15 +60,6 @@ def test_match_clusters_one_to_one_and_majority():
     # More clusters than classes: each cluster takes its majority class.
     over = torch.tensor([0, 1, 2, 2, 3, 3])
     assert match_clusters(over, labels, 4).tolist() == [0, 0, 1, 2]
-
-
-@pytest.fixture
-def pretrained_run(tiny_data, tmp_path):
-    out = tmp_path / "run"
-    pretrain(
-        PretrainConfig(data_dir=str(tiny_data), out=str(out), epochs=1, batch_size=16, threads=1)
-    )
-    return out
 
 
 def test_train_clusters_lowers_the_loss_and_is_seeded(pretrained_run, tiny_data):

@@ -13,17 +13,7 @@ from pretext.commands import (
     search_command,
     study_command,
 )
-from pretext.config import PretrainConfig
-from pretext.train import load_encoder, pretrain
-
-
-@pytest.fixture
-def pretrained_run(tiny_data, tmp_path):
-    out = tmp_path / "run"
-    pretrain(
-        PretrainConfig(data_dir=str(tiny_data), out=str(out), epochs=1, batch_size=16, threads=1)
-    )
-    return out
+from pretext.train import load_encoder
 
 
 def test_study_writes_rows_table_and_plot(pretrained_run):

@@ -10,14 +10,12 @@ from __future__ import annotations
 import json
 import math
 import random
-import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from pretext import distributed
 from pretext.allocator import keep_freed_memory
@@ -37,6 +35,7 @@ from pretext.evaluate.classify import extract_features
 from pretext.evaluate.knn import knn_accuracy
 from pretext.methods import SSLMethod, build_method
 from pretext.models import build_encoder
+from pretext.progress import step_bar
 
 CHECKPOINT = Path("checkpoints") / "last.pt"
 
@@ -252,13 +251,8 @@ def pretrain(cfg: PretrainConfig, log=print) -> dict:
         loss_sum = torch.tensor(partial["loss_sum"], device=device, dtype=torch.float64)
         seconds_before, started = partial["seconds"], time.perf_counter()
         first_bad = torch.tensor(-1, device=device)
-        bar = tqdm(
-            range(first, steps_per_epoch),
-            desc=f"epoch {epoch + 1}/{cfg.epochs}",
-            leave=False,
-            file=sys.stderr,
-            disable=None if ctx.is_main else True,
-            mininterval=0.5,
+        bar = step_bar(
+            range(first, steps_per_epoch), f"epoch {epoch + 1}/{cfg.epochs}", ctx.is_main
         )
         for i in bar:
             for group in optimizer.param_groups:

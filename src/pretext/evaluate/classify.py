@@ -6,19 +6,18 @@ from __future__ import annotations
 
 import copy
 import math
-import sys
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from pretext.augment import Augmentation, make_view, preset, to_input
 from pretext.checkpoint import load_checkpoint, load_state_checked, save_checkpoint
 from pretext.config import FinetuneConfig, LinearProbeConfig
 from pretext.data import ImageSet, epoch_order
 from pretext.models import Classifier
+from pretext.progress import step_bar
 
 
 @torch.inference_mode()
@@ -116,14 +115,7 @@ def finetune(
     for epoch in range(len(train_accuracy), epochs):
         order = epoch_order(len(train), cfg.seed, epoch).to(device)
         correct = torch.zeros((), device=device, dtype=torch.int64)
-        bar = tqdm(
-            range(steps_per_epoch),
-            desc=f"{label} {epoch + 1}/{epochs}",
-            leave=False,
-            file=sys.stderr,
-            disable=None,
-            mininterval=0.5,
-        )
+        bar = step_bar(range(steps_per_epoch), f"{label} {epoch + 1}/{epochs}")
         for i in bar:
             idx = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]
             decay = 1.0  # the schedule's factor at this step

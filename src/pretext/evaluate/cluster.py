@@ -10,19 +10,18 @@ from __future__ import annotations
 
 import copy
 import math
-import sys
 import time
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from pretext.augment import make_view, preset
 from pretext.config import ClusterConfig
 from pretext.data import epoch_order
 from pretext.evaluate.classify import extract_features
 from pretext.models import Classifier
+from pretext.progress import step_bar
 
 
 @torch.inference_mode()
@@ -84,14 +83,7 @@ def train_clusters(
     for epoch in range(cfg.epochs):
         order = epoch_order(len(images), cfg.seed, epoch).to(device)
         total = torch.zeros((), device=device)
-        bar = tqdm(
-            range(steps_per_epoch),
-            desc=f"cluster {epoch + 1}/{cfg.epochs}",
-            leave=False,
-            file=sys.stderr,
-            disable=None,
-            mininterval=0.5,
-        )
+        bar = step_bar(range(steps_per_epoch), f"cluster {epoch + 1}/{cfg.epochs}")
         for i in bar:
             anchors = order[i * batch : (i + 1) * batch]
             pick = torch.randint(
