@@ -7,7 +7,7 @@ import torch
 
 from pretext.cli import main
 from pretext.commands import cluster_command
-from pretext.config import ClusterConfig
+from pretext.config import ClusterConfig, PretrainConfig
 from pretext.evaluate.cluster import (
     cluster_accuracy,
     match_clusters,
@@ -15,7 +15,7 @@ from pretext.evaluate.cluster import (
     scan_loss,
     train_clusters,
 )
-from pretext.train import load_encoder
+from pretext.train import load_encoder, pretrain
 
 
 def test_scan_loss_hand_computed():
@@ -116,3 +116,26 @@ def test_study_names_clusters_with_each_labelled_subset(pretrained_run):
     table = (pretrained_run / "study.md").read_text()
     assert table.startswith("| labels | linear | finetune | knn | cluster | scratch |")
     assert "cluster = clusters found once without labels" in table
+
+
+def test_cluster_command_on_unlabelled_images(tmp_path):
+    # A user's own images without labels: clusters and pictures, no scores.
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 40, size=(48, 28, 28)).astype(np.uint8)
+    for i in range(48):
+        images[i, 4 * (i % 3) + 4 : 4 * (i % 3) + 8, 4:24] = 255
+    np.savez(tmp_path / "own.npz", images=images)
+    out = tmp_path / "run"
+    pretrain(
+        PretrainConfig(
+            dataset=str(tmp_path / "own.npz"), out=str(out), epochs=1, batch_size=16, threads=1
+        )
+    )
+    result = cluster_command(
+        out, ClusterConfig(clusters=3, neighbours=4, epochs=1, batch_size=16), log=lambda *_: None
+    )
+    assert result["images"] == 48 and len(result["sizes"]) == 3
+    assert "test_accuracy" not in result
+    with np.load(out / "clusters.npz") as saved:
+        assert set(saved.files) == {"train_clusters", "train_confidence"}
+    assert (out / "clusters.png").is_file()
