@@ -78,6 +78,16 @@ def test_identity_affine_keeps_the_image():
     assert torch.allclose(out, x, atol=1e-5)
 
 
+def test_mirror_flips_left_right_per_image():
+    x = to_unit(batch(64))
+    always = random_affine(x, torch.Generator().manual_seed(0), 0, 0, (1, 1), 0, hflip=1.0)
+    assert torch.allclose(always, x.flip(-1), atol=1e-5)
+    half = random_affine(x, torch.Generator().manual_seed(0), 0, 0, (1, 1), 0, hflip=0.5)
+    flipped = (half - x.flip(-1)).abs().amax(dim=(1, 2, 3)) < 1e-5
+    kept = (half - x).abs().amax(dim=(1, 2, 3)) < 1e-5
+    assert (flipped | kept).all() and 16 < flipped.sum() < 48
+
+
 def test_affine_moves_mass_but_keeps_it_roughly():
     x = torch.zeros(512, 1, 28, 28)
     x[:, :, 10:18, 10:18] = 1.0
