@@ -298,6 +298,7 @@ def study_command(
         knn_k=base.knn_k,
         knn_temperature=base.knn_temperature,
         methods=METHODS + (("cluster",) if cluster else ()),
+        clustering=ClusterConfig(augment=pre.augment),
     )
     dev = resolve_device(device)
     train, test = labelled_splits(dataset or pre.dataset, data_dir or pre.data_dir, None)
@@ -340,9 +341,11 @@ def cluster_command(
     from pretext.evaluate.cluster import assign_clusters, match_clusters, train_clusters
     from pretext.report.plots import cluster_grid
 
-    cfg = cfg or ClusterConfig()
     run_dir = Path(run_dir)
     pre = load_pretrain_config(run_dir)
+    cfg = cfg or ClusterConfig()
+    if cfg.augment is None:  # the views the encoder was pretrained with
+        cfg = replace(cfg, augment=pre.augment)
     dataset, data_dir = dataset or pre.dataset, data_dir or pre.data_dir
     if cfg.clusters < 2 or cfg.epochs < 1 or cfg.neighbours < 1 or cfg.batch_size < 2:
         raise PretextError("--clusters, --batch-size need at least 2; --epochs, --neighbours 1")

@@ -94,7 +94,7 @@ class ClusterConfig:
     batch_size: int = 256
     lr: float = 1e-3
     entropy_weight: float = 2.0  # weight of the entropy of the mean assignment (keeps all used)
-    augment: str = "default"
+    augment: str | None = None  # views; None: the pretraining run's own preset
     seed: int = 0
 
 

@@ -63,7 +63,7 @@ def train_clusters(
     its argmax is the cluster. The caller's encoder stays as it was."""
     if cfg.clusters < 2:
         raise ValueError(f"clusters must be at least 2, got {cfg.clusters}")
-    aug = preset(cfg.augment)
+    aug = preset(cfg.augment or "default")
     images = images.to(device)
     started = time.perf_counter()
     neighbours = nearest_neighbours(
