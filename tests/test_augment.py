@@ -78,6 +78,13 @@ def test_identity_affine_keeps_the_image():
     assert torch.allclose(out, x, atol=1e-5)
 
 
+def test_presets_share_one_input_scale():
+    # Evaluation feeds a pretrained encoder through another preset's normalisation (fine-tuning
+    # views, `none` for features): every preset but the original's 0-255 ones must agree.
+    scales = {(a.pixel_scale, a.mean, a.std) for n, a in PRESETS.items() if a.pixel_scale == 1}
+    assert scales == {(1.0, 0.1307, 0.3081)}
+
+
 def test_mirror_flips_left_right_per_image():
     x = to_unit(batch(64))
     always = random_affine(x, torch.Generator().manual_seed(0), 0, 0, (1, 1), 0, hflip=1.0)

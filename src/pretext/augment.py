@@ -61,8 +61,8 @@ PRESETS: dict[str, Augmentation] = {
     # For pictures of objects (Fashion-MNIST, a user's own photos): mirror images, zoomed crops,
     # small turns; no shear or elastic distortion, which change what a garment looks like.
     "objects": Augmentation(
-        mean=0.5,
-        std=0.5,
+        mean=0.1307,
+        std=0.3081,
         degrees=10,
         translate=0.1,
         scale=(0.7, 1.1),
