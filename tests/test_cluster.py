@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from pretext.checkpoint import load_checkpoint
 from pretext.cli import main
 from pretext.commands import cluster_command
 from pretext.config import ClusterConfig, PretrainConfig
@@ -94,8 +95,9 @@ def test_cluster_command_writes_assignments_picture_and_metrics(pretrained_run):
         assert ((saved["train_confidence"] > 0) & (saved["train_confidence"] <= 1)).all()
     assert json.loads((pretrained_run / "metrics.json").read_text())["clustering"] == result
     assert (pretrained_run / "clusters.png").read_bytes()[:4] == b"\x89PNG"
-    state = torch.load(pretrained_run / "checkpoints" / "clusters.pt", weights_only=True)
+    state = load_checkpoint(pretrained_run / "checkpoints" / "clusters.pt")  # weights only
     assert state["config"]["clusters"] == 10 and "linear.weight" in state["classifier"]
+    assert state["encoder"].keys() == load_encoder(pretrained_run).state_dict().keys()
 
 
 def test_cluster_cli_rejects_impossible_options(pretrained_run, capsys):

@@ -385,7 +385,11 @@ def cluster_command(
     tmp.replace(run_dir / "clusters.npz")
     save_checkpoint(
         run_dir / "checkpoints" / "clusters.pt",
-        {"classifier": model.state_dict(), "config": dataclasses.asdict(cfg)},
+        {
+            "encoder": model.encoder.state_dict(),
+            "classifier": model.state_dict(),
+            "config": dataclasses.asdict(cfg),
+        },
     )
     cluster_grid(train.images, train_c, train_conf, run_dir / "clusters.png", names=names)
     log(f"cluster sizes {sizes}; wrote {run_dir / 'clusters.npz'} and clusters.png")
