@@ -58,6 +58,12 @@ def test_match_clusters_one_to_one_and_majority():
     assert cluster_accuracy(clusters, labels, 3) == 1.0
     one_wrong = torch.tensor([2, 2, 0, 1, 1, 1])
     assert cluster_accuracy(one_wrong, labels, 3) == pytest.approx(5 / 6)
+    # Probabilities break what hard counts leave to chance: a class-1 image just inside cluster 0.
+    probs = torch.tensor([[0.95, 0.05], [0.55, 0.45]])
+    two = torch.tensor([0, 1])
+    hard = (probs.argmax(1)[:, None] == torch.arange(2)).float()
+    assert (hard.T @ torch.eye(2)[two]).tolist() == [[1.0, 1.0], [0.0, 0.0]]  # a tie
+    assert match_clusters(probs, two, 2).tolist() == [0, 1]
     # More clusters than classes: each cluster takes its majority class.
     over = torch.tensor([0, 1, 2, 2, 3, 3])
     assert match_clusters(over, labels, 4).tolist() == [0, 0, 1, 2]

@@ -14,7 +14,12 @@ from pretext.augment import preset
 from pretext.config import ClusterConfig, FinetuneConfig, LinearProbeConfig, scratch_finetune
 from pretext.data import ImageSet, stratified_subset
 from pretext.evaluate.classify import extract_features, finetune, linear_probe
-from pretext.evaluate.cluster import assign_clusters, match_clusters, train_clusters
+from pretext.evaluate.cluster import (
+    assign_clusters,
+    cluster_probabilities,
+    match_clusters,
+    train_clusters,
+)
 from pretext.evaluate.knn import knn_accuracy
 
 METHODS = ("linear", "finetune", "knn", "scratch")
@@ -52,7 +57,7 @@ def run_study(
     quiet = lambda *_: None  # noqa: E731
     if "cluster" in cfg.methods:  # trained once, without labels; only the naming uses them
         clusters = train_clusters(encoder, train.images, cfg.clustering, device, quiet)
-        train_c, _ = assign_clusters(clusters, train.images, device)
+        train_p = cluster_probabilities(clusters, train.images, device)
         test_c, _ = assign_clusters(clusters, test.images, device)
     rows = []
     for count in cfg.labels:
@@ -85,7 +90,7 @@ def run_study(
                 )
             if "cluster" in scores:
                 mapping = match_clusters(
-                    train_c[idx], subset.labels, cfg.clustering.clusters, train.num_classes
+                    train_p[idx], subset.labels, cfg.clustering.clusters, train.num_classes
                 )
                 scores["cluster"].append(float((mapping[test_c] == test.labels).float().mean()))
             if "finetune" in scores:
