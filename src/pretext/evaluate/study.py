@@ -158,7 +158,8 @@ def study_markdown(rows: list[dict], protocol: str = "") -> str:
     if "cluster" in present:
         lines.append(
             "cluster = clusters found once without labels (SCAN on the pretrained encoder), each "
-            "named after a class by one-to-one matching on the labelled images."
+            "named after a class by one-to-one matching on the labelled images' cluster "
+            "probabilities."
         )
     if protocol:
         lines.append(protocol)
