@@ -23,7 +23,6 @@ from pretext.evaluate.cluster import (
 from pretext.evaluate.knn import knn_accuracy
 
 METHODS = ("linear", "finetune", "knn", "scratch")
-OPTIONAL_METHODS = ("cluster",)
 COLUMNS = ("linear", "finetune", "knn", "cluster", "scratch")  # the table's order
 
 
