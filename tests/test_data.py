@@ -182,3 +182,21 @@ def test_download_verifies_checksums_and_fills_the_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path / "home2"))
     with pytest.raises(PretextError, match="fails its checksum"):
         load_dataset("mnist")
+
+
+def test_image_size_resizes_every_source(tmp_path, tiny_data):
+    from PIL import Image
+
+    mnist = load_dataset("mnist", "train", tiny_data, image_size=16)
+    assert mnist.images.shape == (64, 1, 16, 16) and mnist.images.dtype == torch.uint8
+    flat = np.full((3, 20, 20), 77, dtype=np.uint8)
+    np.savez(tmp_path / "flat.npz", images=flat)
+    assert load_dataset(tmp_path / "flat.npz", image_size=12).images.unique().tolist() == [77]
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for i, size in enumerate([(40, 30), (10, 10), (64, 64)]):
+        Image.new("RGB", size, (200, 10, 10)).save(folder / f"{i}.png")
+    images = load_dataset(folder, image_size=24).images
+    assert images.shape == (3, 3, 24, 24) and images[:, 0].eq(200).all()
+    with pytest.raises(PretextError, match="--image-size"):
+        load_dataset(folder, image_size=4)

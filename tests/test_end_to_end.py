@@ -100,3 +100,38 @@ def test_run_reports_any_method_through_the_same_metrics(tiny_data, tmp_path):
         metrics
     )
     assert (tmp_path / "byol" / "report.html").is_file()
+
+
+def test_image_size_holds_for_every_stage(tmp_path):
+    # 32x32 images and the 28x28-only `cnn`: pretraining, fine-tuning, the probe, kNN,
+    # retrieval and the few-label check all work only if each resizes as pretraining did.
+    import numpy as np
+
+    from pretext.commands import cluster_command, embed_command
+    from pretext.config import ClusterConfig
+
+    rng = np.random.default_rng(0)
+
+    def images(n):
+        x = rng.integers(0, 30, size=(n, 32, 32)).astype(np.uint8)
+        for i in range(n):
+            x[i, 3 * (i % 10) : 3 * (i % 10) + 3, 4:28] = 255
+        return x
+
+    np.savez(
+        tmp_path / "big.npz",
+        images=images(60),
+        labels=np.arange(60) % 10,
+        test_images=images(30),
+        test_labels=np.arange(30) % 10,
+    )
+    cfg = tiny_run_config(None, tmp_path / "run", image_size=28)
+    cfg = replace(cfg, pretrain=replace(cfg.pretrain, dataset=str(tmp_path / "big.npz")))
+    metrics = run(cfg)
+    assert 0.0 <= metrics["finetune"]["test_accuracy"] <= 1.0
+    assert 0.0 <= metrics["few_labels"]["pretrained"] <= 1.0
+    assert embed_command(tmp_path / "run").is_file()
+    result = cluster_command(
+        tmp_path / "run", ClusterConfig(neighbours=3, epochs=1, batch_size=16), log=print
+    )
+    assert result["images"] == 60 and "test_accuracy" in result

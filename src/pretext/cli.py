@@ -33,6 +33,12 @@ def add_pretrain_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--method", default=None, help="self-supervised method (simclr)")
     p.add_argument("--encoder", default=None, help="cnn, cnn-wide or convnet")
     p.add_argument("--augment", default=None, help="augmentation preset for pretraining")
+    p.add_argument(
+        "--image-size",
+        type=int,
+        default=None,
+        help="resize every image to N x N (default: as stored; a folder: its first image's size)",
+    )
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--lr", type=float, default=None)
@@ -98,6 +104,7 @@ def run_config(args: argparse.Namespace) -> RunConfig:
         method=args.method,
         encoder=args.encoder,
         augment=args.augment,
+        image_size=args.image_size,
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,

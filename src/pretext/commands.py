@@ -39,9 +39,11 @@ def update_metrics(run_dir: Path, **entries) -> dict:
     return metrics
 
 
-def labelled_splits(dataset: str, data_dir: str | None, limit_train: int | None):
-    train = load_dataset(dataset, "train", data_dir).first(limit_train)
-    test = load_dataset(dataset, "test", data_dir)
+def labelled_splits(
+    dataset: str, data_dir: str | None, limit_train: int | None, image_size: int | None = None
+):
+    train = load_dataset(dataset, "train", data_dir, image_size=image_size).first(limit_train)
+    test = load_dataset(dataset, "test", data_dir, image_size=image_size)
     if train.labels is None or test.labels is None:
         raise PretextError(f"{dataset} has no labels: fine-tuning and evaluation need them")
     return train, test
@@ -74,16 +76,22 @@ def finetune_command(
     device: str = "auto",
     limit_train: int | None = None,
     resume: bool = False,
+    image_size: int | None = None,
     log=print,
 ) -> dict:
     """Fine-tune a run's encoder (or a fresh one) on labels; test accuracy of the last epoch.
 
-    With a run directory, progress is checkpointed per epoch and `resume` continues it."""
+    With a run directory, progress is checkpointed per epoch and `resume` continues it, and the
+    images are resized as the run's pretraining resized them (unless `image_size` says)."""
+    from pretext.config import load_pretrain_config
+
     cfg = cfg or FinetuneConfig()
     if from_scratch:
         cfg = scratch_finetune(cfg)
     dev = resolve_device(device)
-    train, test = labelled_splits(dataset, data_dir, limit_train)
+    if image_size is None and run_dir is not None and (Path(run_dir) / "config.json").is_file():
+        image_size = load_pretrain_config(Path(run_dir)).image_size
+    train, test = labelled_splits(dataset, data_dir, limit_train, image_size)
     if labels is not None:
         train = train.subset(stratified_subset(train.labels, labels, cfg.seed))
     model = encoder_for(run_dir, encoder, from_scratch, train.images.shape[1], cfg.seed, dev)
@@ -121,7 +129,9 @@ def evaluate_command(
     pre = load_pretrain_config(run_dir)
     cfg = cfg or recipe(pre.recipe)
     dev = resolve_device(device)
-    train, test = labelled_splits(dataset or pre.dataset, data_dir or pre.data_dir, pre.limit_train)
+    train, test = labelled_splits(
+        dataset or pre.dataset, data_dir or pre.data_dir, pre.limit_train, pre.image_size
+    )
     encoder = load_encoder(run_dir, dev)
     eval_aug = preset(cfg.finetune.augment)
     train_x = extract_features(encoder, train.images, eval_aug, dev)
@@ -301,7 +311,9 @@ def study_command(
         clustering=ClusterConfig(augment=pre.augment),
     )
     dev = resolve_device(device)
-    train, test = labelled_splits(dataset or pre.dataset, data_dir or pre.data_dir, None)
+    train, test = labelled_splits(
+        dataset or pre.dataset, data_dir or pre.data_dir, None, pre.image_size
+    )
     encoder = load_encoder(run_dir, dev)
 
     def make_scratch(seed: int) -> torch.nn.Module:
@@ -350,7 +362,9 @@ def cluster_command(
     if cfg.clusters < 2 or cfg.epochs < 1 or cfg.neighbours < 1 or cfg.batch_size < 2:
         raise PretextError("--clusters, --batch-size need at least 2; --epochs, --neighbours 1")
     dev = resolve_device(device)
-    train = load_dataset(dataset, "train", data_dir).first(limit_train or pre.limit_train)
+    train = load_dataset(dataset, "train", data_dir, image_size=pre.image_size).first(
+        limit_train or pre.limit_train
+    )
     if cfg.neighbours >= len(train):
         raise PretextError(f"--neighbours {cfg.neighbours}: the data has {len(train)} images")
     started = time.perf_counter()
@@ -367,7 +381,9 @@ def cluster_command(
     }
     arrays = {"train_clusters": train_c.numpy(), "train_confidence": train_conf.numpy()}
     names = None
-    test = load_dataset(dataset, "test", data_dir) if train.labels is not None else None
+    test = None
+    if train.labels is not None:
+        test = load_dataset(dataset, "test", data_dir, image_size=pre.image_size)
     if test is not None and test.labels is not None:
         mapping = match_clusters(train_c, train.labels, cfg.clusters)
         test_c, test_conf = assign_clusters(model, test.images, dev)
@@ -415,7 +431,7 @@ def embed_command(
     dataset, data_dir = dataset or pre.dataset, data_dir or pre.data_dir
     index_dir = Path(out) if out is not None else run_dir / "index"
     dev = resolve_device(device)
-    data = load_dataset(dataset, split, data_dir)
+    data = load_dataset(dataset, split, data_dir, image_size=pre.image_size)
     features = extract_features(load_encoder(run_dir, dev), data.images, preset(pre.augment), dev)
     labels = data.labels.numpy() if data.labels is not None else np.full(len(data), -1)
     index_dir.mkdir(parents=True, exist_ok=True)
@@ -460,9 +476,10 @@ def search_command(
     pre = load_pretrain_config(Path(meta["run_dir"]))
     aug = preset(pre.augment)
     dev = resolve_device(device)
-    database = load_dataset(meta["dataset"], meta["split"], meta["data_dir"])
+    size = pre.image_size
+    database = load_dataset(meta["dataset"], meta["split"], meta["data_dir"], image_size=size)
     if query.isdigit():
-        test = load_dataset(meta["dataset"], "test", meta["data_dir"])
+        test = load_dataset(meta["dataset"], "test", meta["data_dir"], image_size=size)
         if int(query) >= len(test):
             raise PretextError(f"--query {query}: the test set has {len(test)} images")
         image = test.images[int(query)]

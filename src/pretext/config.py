@@ -36,6 +36,7 @@ class PretrainConfig:
     projection_dim: int = 64  # 0: no projection head
     seed: int = 0
     limit_train: int | None = None
+    image_size: int | None = None  # resize every image to this square size (None: as stored)
     device: str = "auto"
     threads: int | None = None
     bf16: bool = False  # bfloat16 autocast for the forward pass (for GPUs that have it)

@@ -167,9 +167,9 @@ def pretrain(cfg: PretrainConfig, log=print) -> dict:
         log = quiet
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    data = load_dataset(cfg.dataset, "train", cfg.data_dir, cfg.skip_bad_files).first(
-        cfg.limit_train
-    )
+    data = load_dataset(
+        cfg.dataset, "train", cfg.data_dir, cfg.skip_bad_files, cfg.image_size
+    ).first(cfg.limit_train)
     global_batch = cfg.batch_size * ctx.world_size
     if global_batch > len(data):
         raise PretextError(

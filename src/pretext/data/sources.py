@@ -275,8 +275,11 @@ def to_nchw_uint8(images: np.ndarray, origin: Path) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(images))
 
 
-def load_folder(path: Path, split: str, skip_bad: bool = True) -> ImageSet:
-    """Class sub-folders give labels (sorted names); a flat folder of images is unlabelled."""
+def load_folder(
+    path: Path, split: str, skip_bad: bool = True, image_size: int | None = None
+) -> ImageSet:
+    """Class sub-folders give labels (sorted names); a flat folder of images is unlabelled.
+    Every image is resized to image_size x image_size, or to the first image's size."""
     from PIL import Image, UnidentifiedImageError
 
     if (path / split).is_dir():
@@ -301,7 +304,7 @@ def load_folder(path: Path, split: str, skip_bad: bool = True) -> ImageSet:
             with Image.open(file) as img:
                 if mode is None:
                     mode = "L" if img.mode in ("1", "L", "LA", "I", "I;16", "F") else "RGB"
-                    size = img.size
+                    size = (image_size, image_size) if image_size else img.size
                 arrays.append(np.asarray(img.convert(mode).resize(size)))
             labels.append(label)
         except (UnidentifiedImageError, OSError, ValueError) as exc:
@@ -321,19 +324,43 @@ def load_dataset(
     split: str = "train",
     data_dir: str | Path | None = None,
     skip_bad_files: bool = True,
+    image_size: int | None = None,
 ) -> ImageSet:
-    """Load `mnist`, `fashion-mnist`, `digits`, a folder of images or an .npz file."""
+    """Load `mnist`, `fashion-mnist`, `digits`, a folder of images or an .npz file; with
+    `image_size`, every image is resized to image_size x image_size (a folder's when read)."""
+    if image_size is not None and image_size < 8:
+        raise PretextError(f"--image-size must be at least 8, got {image_size}")
     key = str(name_or_path)
-    if key in NAMED_SETS:
-        return load_named(key, split, data_dir)
-    if key == "digits":
-        return load_digits_set(split)
     path = Path(key).expanduser()
-    if path.suffix == ".npz" and path.is_file():
-        return load_npz(path, split)
-    if path.is_dir():
-        return load_folder(path, split, skip_bad_files)
-    known = ", ".join([*NAMED_SETS, "digits"])
-    raise PretextError(
-        f"unknown data set {key!r}: use one of {known}, a folder of images, or an .npz file"
-    )
+    if key not in NAMED_SETS and key != "digits" and path.is_dir():
+        return load_folder(path, split, skip_bad_files, image_size)
+    if key in NAMED_SETS:
+        data = load_named(key, split, data_dir)
+    elif key == "digits":
+        data = load_digits_set(split)
+    elif path.suffix == ".npz" and path.is_file():
+        data = load_npz(path, split)
+    else:
+        data = None
+    if data is None:
+        known = ", ".join([*NAMED_SETS, "digits"])
+        raise PretextError(
+            f"unknown data set {key!r}: use one of {known}, a folder of images, or an .npz file"
+        )
+    return resized(data, image_size) if image_size else data
+
+
+def resized(data: ImageSet, size: int) -> ImageSet:
+    """The same images at size x size (bilinear with antialiasing, rounded back to uint8)."""
+    if data.images.shape[-2:] == (size, size):
+        return data
+    parts = [  # in chunks: a float copy of a whole large set would not fit
+        torch.nn.functional.interpolate(
+            chunk.float(), size=(size, size), mode="bilinear", antialias=True
+        )
+        .round_()
+        .clamp_(0, 255)
+        .to(torch.uint8)
+        for chunk in data.images.split(4096)
+    ]
+    return ImageSet(torch.cat(parts), data.labels, data.name)

@@ -111,7 +111,11 @@ def embedding_map(features: torch.Tensor, labels: torch.Tensor, path: Path, seed
     except ImportError:
         from sklearn.manifold import TSNE
 
-        xy = TSNE(n_components=2, init="pca", random_state=seed, perplexity=30).fit_transform(x)
+        # Perplexity must stay below the number of points: small test sets get a smaller one.
+        perplexity = max(1.0, min(30.0, (len(x) - 1) / 3))
+        xy = TSNE(
+            n_components=2, init="pca", random_state=seed, perplexity=perplexity
+        ).fit_transform(x)
         name = "t-SNE"
     fig, ax = plt.subplots(figsize=(5.5, 5))
     points = ax.scatter(xy[:, 0], xy[:, 1], c=labels.numpy(), cmap="tab10", s=3)
