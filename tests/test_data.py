@@ -198,5 +198,11 @@ def test_image_size_resizes_every_source(tmp_path, tiny_data):
         Image.new("RGB", size, (200, 10, 10)).save(folder / f"{i}.png")
     images = load_dataset(folder, image_size=24).images
     assert images.shape == (3, 3, 24, 24) and images[:, 0].eq(200).all()
+    # A wide image keeps its shape: scaled to the size, then the centre square (white) is kept.
+    wide = np.zeros((20, 60), dtype=np.uint8)
+    wide[:, 15:45] = 255
+    (tmp_path / "wide").mkdir()
+    Image.fromarray(wide).save(tmp_path / "wide" / "a.png")
+    assert load_dataset(tmp_path / "wide", image_size=10).images.min() >= 250
     with pytest.raises(PretextError, match="--image-size"):
         load_dataset(folder, image_size=4)

@@ -515,10 +515,15 @@ def read_query_image(path: Path, shape: torch.Size) -> torch.Tensor:
     import numpy as np
     from PIL import Image, UnidentifiedImageError
 
+    from pretext.data.sources import centre_square
+
     channels, height, width = shape
     try:
         with Image.open(path) as img:
-            array = np.asarray(img.convert("L" if channels == 1 else "RGB").resize((width, height)))
+            img = img.convert("L" if channels == 1 else "RGB")
+            # A square target keeps the query's centre (as folders read with --image-size).
+            fitted = centre_square(img, width) if width == height else img.resize((width, height))
+            array = np.asarray(fitted)
     except (OSError, UnidentifiedImageError) as exc:
         raise PretextError(f"{path} is not a readable image ({exc})") from None
     tensor = torch.from_numpy(array.copy())

@@ -275,11 +275,22 @@ def to_nchw_uint8(images: np.ndarray, origin: Path) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(images))
 
 
+def centre_square(img, size: int):
+    """A PIL image scaled so that its shorter side is `size`, then cropped to the centre
+    size x size square (the usual resize-then-centre-crop of image pipelines)."""
+    width, height = img.size
+    scale = size / min(width, height)
+    w, h = max(size, round(width * scale)), max(size, round(height * scale))
+    left, top = (w - size) // 2, (h - size) // 2
+    return img.resize((w, h)).crop((left, top, left + size, top + size))
+
+
 def load_folder(
     path: Path, split: str, skip_bad: bool = True, image_size: int | None = None
 ) -> ImageSet:
     """Class sub-folders give labels (sorted names); a flat folder of images is unlabelled.
-    Every image is resized to image_size x image_size, or to the first image's size."""
+    With image_size, each image's shorter side is scaled to it and the centre square kept (no
+    stretching); without, every image is resized to the first one's size."""
     from PIL import Image, UnidentifiedImageError
 
     if (path / split).is_dir():
@@ -304,8 +315,11 @@ def load_folder(
             with Image.open(file) as img:
                 if mode is None:
                     mode = "L" if img.mode in ("1", "L", "LA", "I", "I;16", "F") else "RGB"
-                    size = (image_size, image_size) if image_size else img.size
-                arrays.append(np.asarray(img.convert(mode).resize(size)))
+                    size = img.size
+                img = img.convert(mode)
+                arrays.append(
+                    np.asarray(centre_square(img, image_size) if image_size else img.resize(size))
+                )
             labels.append(label)
         except (UnidentifiedImageError, OSError, ValueError) as exc:
             if not skip_bad:
