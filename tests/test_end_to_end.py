@@ -132,6 +132,6 @@ def test_image_size_holds_for_every_stage(tmp_path):
     assert 0.0 <= metrics["few_labels"]["pretrained"] <= 1.0
     assert embed_command(tmp_path / "run").is_file()
     result = cluster_command(
-        tmp_path / "run", ClusterConfig(neighbours=3, epochs=1, batch_size=16), log=print
+        tmp_path / "run", ClusterConfig(neighbours=3, epochs=1, batch_size=16), log=lambda *_: None
     )
     assert result["images"] == 60 and "test_accuracy" in result
