@@ -13,7 +13,7 @@ import torch
 
 from pretext import distributed
 from pretext.augment import make_views, preset, to_unit
-from pretext.checkpoint import write_json, write_text_atomic
+from pretext.checkpoint import write_json, write_npz, write_text_atomic
 from pretext.config import (
     ClusterConfig,
     FinetuneConfig,
@@ -345,7 +345,6 @@ def cluster_command(
     `limit_train` (default: the run's own) clusters the first N training images."""
     import dataclasses
 
-    import numpy as np
     from sklearn.metrics import normalized_mutual_info_score
 
     from pretext.checkpoint import save_checkpoint
@@ -396,9 +395,7 @@ def cluster_command(
             f"clusters vs test labels: accuracy {100 * result['test_accuracy']:.2f}% "
             f"(clusters matched to classes on training labels), NMI {result['test_nmi']:.3f}"
         )
-    tmp = run_dir / ".clusters.tmp.npz"
-    np.savez(tmp, **arrays)
-    tmp.replace(run_dir / "clusters.npz")
+    write_npz(run_dir / "clusters.npz", **arrays)
     save_checkpoint(
         run_dir / "checkpoints" / "clusters.pt",
         {
@@ -435,9 +432,12 @@ def embed_command(
     features = extract_features(load_encoder(run_dir, dev), data.images, preset(pre.augment), dev)
     labels = data.labels.numpy() if data.labels is not None else np.full(len(data), -1)
     index_dir.mkdir(parents=True, exist_ok=True)
-    tmp = index_dir / ".embeddings.tmp.npz"
-    np.savez(tmp, embeddings=features.cpu().numpy(), labels=labels, indices=np.arange(len(data)))
-    tmp.replace(index_dir / "embeddings.npz")
+    write_npz(
+        index_dir / "embeddings.npz",
+        embeddings=features.cpu().numpy(),
+        labels=labels,
+        indices=np.arange(len(data)),
+    )
     write_json(
         index_dir / "index.json",
         {
