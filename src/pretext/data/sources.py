@@ -346,17 +346,15 @@ def load_dataset(
         raise PretextError(f"--image-size must be at least 8, got {image_size}")
     key = str(name_or_path)
     path = Path(key).expanduser()
-    if key not in NAMED_SETS and key != "digits" and path.is_dir():
-        return load_folder(path, split, skip_bad_files, image_size)
     if key in NAMED_SETS:
         data = load_named(key, split, data_dir)
     elif key == "digits":
         data = load_digits_set(split)
     elif path.suffix == ".npz" and path.is_file():
         data = load_npz(path, split)
+    elif path.is_dir():  # resized while read: each image keeps its shape (centre square)
+        return load_folder(path, split, skip_bad_files, image_size)
     else:
-        data = None
-    if data is None:
         known = ", ".join([*NAMED_SETS, "digits"])
         raise PretextError(
             f"unknown data set {key!r}: use one of {known}, a folder of images, or an .npz file"
