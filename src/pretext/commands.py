@@ -238,10 +238,7 @@ def augment_grid(
     seed: int = 0,
 ) -> Path:
     """A PNG grid: each row one image, its original then `views` random views."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from pretext.report.plots import pixels, plt, save
 
     data = load_dataset(dataset, "train", data_dir)
     aug = preset(augment)
@@ -257,18 +254,12 @@ def augment_grid(
     )
     for r in range(len(batch)):
         for c, column in enumerate(columns):
-            img = column[r].permute(1, 2, 0).squeeze(-1).numpy()
-            axes[r][c].imshow(img, cmap="gray", vmin=0, vmax=1)
+            axes[r][c].imshow(pixels(column[r]), cmap="gray", vmin=0, vmax=1)
             axes[r][c].axis("off")
             if r == 0:
                 axes[r][c].set_title("original" if c == 0 else f"view {c}", fontsize=8)
     fig.suptitle(f"{dataset}: augmentation '{augment}'", fontsize=9)
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return out
+    return save(fig, Path(out))
 
 
 def study_command(
@@ -349,7 +340,12 @@ def cluster_command(
 
     from pretext.checkpoint import save_checkpoint
     from pretext.config import load_pretrain_config
-    from pretext.evaluate.cluster import assign_clusters, match_clusters, train_clusters
+    from pretext.evaluate.cluster import (
+        assign_clusters,
+        match_clusters,
+        named_accuracy,
+        train_clusters,
+    )
     from pretext.report.plots import cluster_grid
 
     run_dir = Path(run_dir)
@@ -388,7 +384,7 @@ def cluster_command(
         test_c, test_conf = assign_clusters(model, test.images, dev)
         arrays |= {"test_clusters": test_c.numpy(), "test_confidence": test_conf.numpy()}
         arrays["cluster_class"] = mapping.numpy()
-        result["test_accuracy"] = (mapping[test_c] == test.labels).float().mean().item()
+        result["test_accuracy"] = named_accuracy(mapping, test_c, test.labels)
         result["test_nmi"] = float(normalized_mutual_info_score(test.labels, test_c))
         names = [f"class {c}" for c in mapping.tolist()]
         log(
@@ -404,7 +400,9 @@ def cluster_command(
             "config": dataclasses.asdict(cfg),
         },
     )
-    cluster_grid(train.images, train_c, train_conf, run_dir / "clusters.png", names=names)
+    cluster_grid(
+        train.images, train_c, train_conf, cfg.clusters, run_dir / "clusters.png", names=names
+    )
     log(f"cluster sizes {sizes}; wrote {run_dir / 'clusters.npz'} and clusters.png")
     update_metrics(run_dir, clustering=result)
     return result

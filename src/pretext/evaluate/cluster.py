@@ -147,8 +147,12 @@ def match_clusters(
     return torch.from_numpy(votes.argmax(1))
 
 
-def cluster_accuracy(clusters: torch.Tensor, labels: torch.Tensor, num_clusters: int) -> float:
-    """Fraction of images whose cluster's matched class is their label (the usual score of
-    unsupervised classification)."""
-    mapping = match_clusters(clusters, labels, num_clusters)
+def named_accuracy(mapping: torch.Tensor, clusters: torch.Tensor, labels: torch.Tensor) -> float:
+    """Fraction of images whose cluster's class (`mapping`, from match_clusters) is their label."""
     return (mapping[clusters] == labels).float().mean().item()
+
+
+def cluster_accuracy(clusters: torch.Tensor, labels: torch.Tensor, num_clusters: int) -> float:
+    """The usual score of unsupervised classification: clusters matched to the very labels
+    they are scored on."""
+    return named_accuracy(match_clusters(clusters, labels, num_clusters), clusters, labels)

@@ -18,6 +18,7 @@ from pretext.evaluate.cluster import (
     assign_clusters,
     cluster_probabilities,
     match_clusters,
+    named_accuracy,
     train_clusters,
 )
 from pretext.evaluate.knn import knn_accuracy
@@ -91,7 +92,7 @@ def run_study(
                 mapping = match_clusters(
                     train_p[idx], subset.labels, cfg.clustering.clusters, train.num_classes
                 )
-                scores["cluster"].append(float((mapping[test_c] == test.labels).float().mean()))
+                scores["cluster"].append(named_accuracy(mapping, test_c, test.labels))
             if "finetune" in scores:
                 result = finetune(encoder, subset, test, ft_cfg, device, quiet, "finetune")
                 scores["finetune"].append(result["test_accuracy"])

@@ -20,6 +20,11 @@ def save(fig, path: Path) -> Path:
     return path
 
 
+def pixels(image: torch.Tensor) -> np.ndarray:
+    """A C x H x W image as imshow takes it: H x W for one channel, H x W x C for colour."""
+    return image.permute(1, 2, 0).squeeze(-1).numpy()
+
+
 def training_curves(history: list[dict], path: Path) -> Path:
     """Pretraining loss per epoch, and the online kNN monitor when it ran."""
     epochs = [row["epoch"] for row in history]
@@ -94,7 +99,7 @@ def worst_mistakes(
     for ax in axes.flat:
         ax.axis("off")
     for ax, i in zip(axes.flat, order.tolist(), strict=False):
-        ax.imshow(images[i].permute(1, 2, 0).squeeze(-1).numpy(), cmap="gray")
+        ax.imshow(pixels(images[i]), cmap="gray")
         ax.set_title(f"{int(labels[i])}→{int(predicted[i])} {confidence[i]:.2f}", fontsize=7)
     fig.suptitle("most confident mistakes (true→predicted, confidence)", fontsize=9)
     return save(fig, path)
@@ -138,7 +143,7 @@ def retrieval_strip(
     titles = [f"query\n{query_label}", *[f"#{i + 1}\n{t}" for i, t in enumerate(neighbour_labels)]]
     fig, axes = plt.subplots(1, len(images), figsize=(1.2 * len(images), 1.6), squeeze=False)
     for ax, img, title in zip(axes[0], images, titles, strict=True):
-        ax.imshow(img.permute(1, 2, 0).squeeze(-1).numpy(), cmap="gray")
+        ax.imshow(pixels(img), cmap="gray")
         ax.set_title(title, fontsize=7)
         ax.axis("off")
     return save(fig, path)
@@ -148,22 +153,22 @@ def cluster_grid(
     images: torch.Tensor,
     clusters: torch.Tensor,
     confidence: torch.Tensor,
+    num_clusters: int,
     path: Path,
     per_cluster: int = 10,
     names: list[str] | None = None,
 ) -> Path:
-    """One row per cluster: its most confident images, left to right."""
-    num = int(clusters.max()) + 1 if len(clusters) else 0
+    """One row per cluster (empty ones too): its most confident images, left to right."""
     fig, axes = plt.subplots(
-        max(1, num), per_cluster, figsize=(0.9 * per_cluster, 0.95 * max(1, num)), squeeze=False
+        num_clusters, per_cluster, figsize=(0.9 * per_cluster, 0.95 * num_clusters), squeeze=False
     )
     for ax in axes.flat:
         ax.axis("off")
-    for c in range(num):
+    for c in range(num_clusters):
         members = torch.nonzero(clusters == c).flatten()
         best = members[confidence[members].argsort(descending=True)][:per_cluster]
         for ax, i in zip(axes[c], best.tolist(), strict=False):
-            ax.imshow(images[i].permute(1, 2, 0).squeeze(-1).numpy(), cmap="gray")
+            ax.imshow(pixels(images[i]), cmap="gray")
         title = f"cluster {c}: {len(members)}" + (f" ({names[c]})" if names else "")
         axes[c][0].set_title(title, fontsize=7, loc="left")
     return save(fig, path)
