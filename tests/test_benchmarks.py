@@ -29,3 +29,28 @@ def test_throughput_benchmark_runs_and_prints_json():
         assert row[key] > 0
     expected = row["model_images_per_s"] / row["full_images_per_s"] - 1
     assert abs(row["overhead"] - expected) < 0.01
+
+
+def test_step_parts_benchmark_runs_and_prints_json():
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(BENCHMARKS / "step_parts.py"),
+            "--batch",
+            "8",
+            "--rounds",
+            "1",
+            "--steps",
+            "1",
+            "--threads",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    report = json.loads(result.stdout)
+    assert report["batch_size"] == 8 and report["threads"] == 1
+    assert all(value > 0 for value in report["ms_per_step"].values())
+    parts = report["ms_per_step"]
+    assert abs(report["overhead"] - (parts["full"] / parts["model"] - 1)) < 0.01
