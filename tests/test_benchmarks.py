@@ -6,23 +6,21 @@ from pathlib import Path
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
 
-def test_throughput_benchmark_runs_and_prints_json():
+def run_benchmark(script: str, *options: str) -> dict:
+    """A benchmark script run as a user runs it; its printed JSON."""
     result = subprocess.run(
-        [
-            sys.executable,
-            str(BENCHMARKS / "throughput.py"),
-            "--seconds",
-            "0.05",
-            "--threads",
-            "1",
-            "--configs",
-            "cnn:8",
-        ],
+        [sys.executable, str(BENCHMARKS / script), *options],
         capture_output=True,
         text=True,
         check=True,
     )
-    report = json.loads(result.stdout)
+    return json.loads(result.stdout)
+
+
+def test_throughput_benchmark_runs_and_prints_json():
+    report = run_benchmark(
+        "throughput.py", "--seconds", "0.05", "--threads", "1", "--configs", "cnn:8"
+    )
     (row,) = report["results"]
     assert row["encoder"] == "cnn" and row["batch_size"] == 8
     for key in ("model_images_per_s", "full_images_per_s", "views_images_per_s"):
@@ -32,24 +30,9 @@ def test_throughput_benchmark_runs_and_prints_json():
 
 
 def test_step_parts_benchmark_runs_and_prints_json():
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(BENCHMARKS / "step_parts.py"),
-            "--batch",
-            "8",
-            "--rounds",
-            "1",
-            "--steps",
-            "1",
-            "--threads",
-            "1",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
+    report = run_benchmark(
+        "step_parts.py", "--batch", "8", "--rounds", "1", "--steps", "1", "--threads", "1"
     )
-    report = json.loads(result.stdout)
     assert report["batch_size"] == 8 and report["threads"] == 1
     assert all(value > 0 for value in report["ms_per_step"].values())
     parts = report["ms_per_step"]
