@@ -117,3 +117,25 @@ def test_augment_writes_a_png(tiny_data, tmp_path):
     out = tmp_path / "views.png"
     assert main(["augment", "--data-dir", str(tiny_data), "--out", str(out)]) == 0
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_commands_on_a_directory_that_is_not_a_run(tmp_path, capsys):
+    missing = tmp_path / "no-run"
+    for command in (["report", str(missing)], ["evaluate", "--out", str(missing)]):
+        assert main(command) != 0
+        assert "is not a run directory" in capsys.readouterr().err
+    assert not missing.exists()  # nothing made in passing (report used to write an empty page)
+
+
+def test_corrupt_run_files_are_one_line_errors(pretrained_run, capsys):
+    config = (pretrained_run / "config.json").read_text()
+    (pretrained_run / "metrics.json").write_text('{"pretrain": {"epochs"')
+    assert main(["report", str(pretrained_run)]) != 0
+    err = capsys.readouterr().err
+    assert err.startswith("pretext: error: cannot read") and "metrics.json" in err
+    assert len(err.strip().splitlines()) == 1
+    assert (pretrained_run / "metrics.json").read_text() == '{"pretrain": {"epochs"'  # untouched
+    (pretrained_run / "metrics.json").unlink()
+    (pretrained_run / "config.json").write_text(config[: len(config) // 2])
+    assert main(["report", str(pretrained_run)]) != 0
+    assert "config.json" in capsys.readouterr().err

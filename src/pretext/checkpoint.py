@@ -58,6 +58,26 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
     write_text_atomic(path, "".join(json.dumps(row) + "\n" for row in rows))
 
 
+def read_json(path: Path, default=None):
+    """A JSON file of a run; `default` when it does not exist (when one is given). A file that
+    cannot be read or parsed is a PretextError naming it, never a traceback."""
+    path = Path(path)
+    if default is not None and not path.exists():
+        return default
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise PretextError(f"cannot read {path}: {exc}") from None
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """One JSON object per line (metrics.jsonl); a corrupt file is a PretextError naming it."""
+    try:
+        return [json.loads(line) for line in Path(path).read_text().splitlines() if line]
+    except (OSError, ValueError) as exc:
+        raise PretextError(f"cannot read {path}: {exc}") from None
+
+
 def save_checkpoint(path: Path, state: dict) -> None:
     buffer = io.BytesIO()
     torch.save(state, buffer)

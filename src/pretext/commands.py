@@ -13,7 +13,7 @@ import torch
 
 from pretext import distributed
 from pretext.augment import make_views, preset, to_unit
-from pretext.checkpoint import write_json, write_npz, write_text_atomic
+from pretext.checkpoint import read_json, read_jsonl, write_json, write_npz, write_text_atomic
 from pretext.config import (
     ClusterConfig,
     FinetuneConfig,
@@ -33,7 +33,7 @@ from pretext.train import load_encoder, pretrain
 def update_metrics(run_dir: Path, **entries) -> dict:
     """Merge entries into RUN_DIR/metrics.json (atomically) and return the whole record."""
     path = Path(run_dir) / "metrics.json"
-    metrics = json.loads(path.read_text()) if path.is_file() else {}
+    metrics = read_json(path, default={})
     metrics.update(entries)
     write_json(path, metrics)
     return metrics
@@ -181,8 +181,7 @@ def draw_run_pictures(
 
     history_file = run_dir / "metrics.jsonl"
     if history_file.is_file():
-        history = [json.loads(line) for line in history_file.read_text().splitlines() if line]
-        training_curves(history, run_dir / "curves.png")
+        training_curves(read_jsonl(history_file), run_dir / "curves.png")
     embedding_map(features, labels, run_dir / "embeddings.png", seed)
 
 
@@ -469,9 +468,10 @@ def search_command(
         with np.load(index_dir / "embeddings.npz") as archive:
             bank = torch.from_numpy(archive["embeddings"])
             bank_labels = archive["labels"]
-    except (OSError, ValueError, KeyError) as exc:
+        source_run = Path(meta["run_dir"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
         raise PretextError(f"{index_dir} is not an index made by 'pretext embed' ({exc})") from None
-    pre = load_pretrain_config(Path(meta["run_dir"]))
+    pre = load_pretrain_config(source_run)
     aug = preset(pre.augment)
     dev = resolve_device(device)
     size = pre.image_size

@@ -6,12 +6,12 @@ directory is `asdict` of these, so a run can be read back and repeated.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import torch
 
+from pretext.checkpoint import read_json
 from pretext.errors import PretextError
 
 
@@ -193,10 +193,9 @@ def resolve_device(name: str) -> torch.device:
 
 def load_pretrain_config(run_dir: Path) -> PretrainConfig:
     path = Path(run_dir) / "config.json"
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise PretextError(f"cannot read {path}: {exc}") from None
+    if not path.is_file():
+        raise PretextError(f"{run_dir} is not a run directory (it has no config.json)")
+    data = read_json(path)
     data = data.get("pretrain", data)
     known = {f.name for f in fields(PretrainConfig)}
     return PretrainConfig(**{k: v for k, v in data.items() if k in known})

@@ -8,7 +8,8 @@ import html
 import json
 from pathlib import Path
 
-from pretext.checkpoint import write_text_atomic
+from pretext.checkpoint import read_json, write_text_atomic
+from pretext.errors import PretextError
 
 PICTURES = [
     ("views.png", "Augmentation: originals and random views"),
@@ -47,12 +48,10 @@ def flatten(metrics: dict, prefix: str = "") -> list[tuple[str, str]]:
 
 def write_report(run_dir: str | Path) -> Path:
     run_dir = Path(run_dir)
-    metrics = (
-        json.loads((run_dir / "metrics.json").read_text())
-        if (run_dir / "metrics.json").is_file()
-        else {}
-    )
-    config = (run_dir / "config.json").read_text() if (run_dir / "config.json").is_file() else "{}"
+    if not (run_dir / "config.json").is_file():
+        raise PretextError(f"{run_dir} is not a run directory (it has no config.json)")
+    metrics = read_json(run_dir / "metrics.json", default={})
+    config = json.dumps(read_json(run_dir / "config.json"), indent=2)
     table = "".join(
         f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>" for k, v in flatten(metrics)
     )
