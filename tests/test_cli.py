@@ -139,3 +139,10 @@ def test_corrupt_run_files_are_one_line_errors(pretrained_run, capsys):
     (pretrained_run / "config.json").write_text(config[: len(config) // 2])
     assert main(["report", str(pretrained_run)]) != 0
     assert "config.json" in capsys.readouterr().err
+
+
+def test_study_and_search_refuse_empty_requests(pretrained_run, capsys):
+    assert main(["study", "--out", str(pretrained_run), "--seeds", "0"]) != 0
+    assert "--seeds must be >= 1" in capsys.readouterr().err
+    assert main(["search", "--index-dir", str(pretrained_run), "--query", "0", "-k", "0"]) != 0
+    assert "-k must be >= 1" in capsys.readouterr().err

@@ -115,6 +115,11 @@ def test_empty_folder_and_unknown_name(tmp_path):
         load_dataset(tmp_path / "empty")
     with pytest.raises(PretextError, match="unknown data set"):
         load_dataset("imagenet-9000")
+    with pytest.raises(PretextError, match="no such file or folder"):
+        load_dataset(tmp_path / "missing.npz")
+    (tmp_path / "photo.png").write_bytes(b"not a data set")
+    with pytest.raises(PretextError, match="neither a folder of images nor an .npz"):
+        load_dataset(tmp_path / "photo.png")
 
 
 @pytest.mark.parametrize("count", [10, 100, 605, 1000])

@@ -285,6 +285,8 @@ def study_command(
     )
     from pretext.report.plots import study_plot
 
+    if seeds < 1:
+        raise PretextError(f"--seeds must be >= 1, got {seeds}")
     run_dir = Path(run_dir)
     out = Path(out) if out is not None else run_dir
     pre = load_pretrain_config(run_dir)
@@ -456,6 +458,8 @@ def search_command(
     log=print,
 ) -> list[dict]:
     """Nearest database images of a query (a test-set index or an image file), with a PNG strip."""
+    if k < 1:
+        raise PretextError(f"-k must be >= 1, got {k}")
     import numpy as np
     import torch.nn.functional as F
 

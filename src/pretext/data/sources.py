@@ -354,6 +354,10 @@ def load_dataset(
         data = load_npz(path, split)
     elif path.is_dir():  # resized while read: each image keeps its shape (centre square)
         return load_folder(path, split, skip_bad_files, image_size)
+    elif path.exists():
+        raise PretextError(f"{key} is neither a folder of images nor an .npz file")
+    elif path.suffix == ".npz" or len(path.parts) > 1:  # meant as a path, not a name
+        raise PretextError(f"{key}: no such file or folder")
     else:
         known = ", ".join([*NAMED_SETS, "digits"])
         raise PretextError(
