@@ -96,8 +96,9 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
             f"refused to load {path}: it is not a plain weights file ({first})"
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        reason = str(exc).strip().split(". ")[0]  # torch appends a paragraph of advice
         raise PretextError(
-            f"{path} is not a readable checkpoint ({type(exc).__name__}: {exc})"
+            f"{path} is not a readable checkpoint (truncated or corrupt: {reason})"
         ) from None
     if not isinstance(state, dict) or "encoder" not in state:
         raise PretextError(f"{path} is not a pretext checkpoint (no 'encoder' entry)")
