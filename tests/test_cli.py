@@ -146,3 +146,12 @@ def test_study_and_search_refuse_empty_requests(pretrained_run, capsys):
     assert "--seeds must be >= 1" in capsys.readouterr().err
     assert main(["search", "--index-dir", str(pretrained_run), "--query", "0", "-k", "0"]) != 0
     assert "-k must be >= 1" in capsys.readouterr().err
+
+
+def test_version(capsys):
+    import pretext
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"pretext {pretext.__version__}"

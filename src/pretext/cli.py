@@ -8,7 +8,7 @@ import sys
 import warnings
 from dataclasses import replace
 
-from pretext import distributed
+from pretext import __version__, distributed
 from pretext.config import FinetuneConfig, RunConfig, override, recipe
 from pretext.errors import PretextError
 
@@ -283,6 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pretext", description="Self-supervised pretraining of image encoders."
     )
+    parser.add_argument("--version", action="version", version=f"pretext {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("pretrain", help="pretrain an encoder without labels")
