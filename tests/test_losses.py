@@ -98,20 +98,20 @@ def test_hand_written_backward_matches_autograd():
 def test_onednn_and_plain_products_agree(monkeypatch):
     """NT-Xent's products go through oneDNN on CPU where torch has the op, else through `@`:
     the same loss and gradients either way (float32 rounding apart)."""
-    import pretext.losses
+    import pretext.matmul
 
-    if pretext.losses._ONEDNN_LINEAR is None:
+    if pretext.matmul._ONEDNN_LINEAR is None:
         pytest.skip("this torch build has no oneDNN linear op: `@` is the only path")
     z1, z2 = torch.randn(64, 32, requires_grad=True), torch.randn(64, 32, requires_grad=True)
     results = []
-    for product in (pretext.losses._ONEDNN_LINEAR, None):
-        monkeypatch.setattr(pretext.losses, "_ONEDNN_LINEAR", product)
+    for product in (pretext.matmul._ONEDNN_LINEAR, None):
+        monkeypatch.setattr(pretext.matmul, "_ONEDNN_LINEAR", product)
         loss = nt_xent(z1, z2, 0.2)
         results.append((loss.detach(), *torch.autograd.grad(loss, (z1, z2))))
     for a, b in zip(*results, strict=True):
         assert torch.allclose(a, b, rtol=1e-5, atol=1e-7)
     a, b = torch.randn(9, 5), torch.randn(7, 5)
-    assert torch.allclose(pretext.losses.product_transposed(a, b), a @ b.T, atol=1e-6)
+    assert torch.allclose(pretext.matmul.product_transposed(a, b), a @ b.T, atol=1e-6)
 
 
 @pytest.mark.parametrize("t", [0.01, 0.2])

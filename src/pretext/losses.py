@@ -5,25 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-# oneDNN's float32 matrix product, as torch.compile's CPU code calls it (a private op: absent
-# from some builds, hence the fallback to `@`, which calls MKL's sgemm). On our AMD EPYC it does
-# NT-Xent's products in half MKL's time, in float32 all the same (benchmarks/step_parts.py).
-_ONEDNN_LINEAR = getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None)
-
-
-def product_transposed(
-    a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None = None
-) -> torch.Tensor:
-    """a @ b.T (+ bias, one value per column), through oneDNN for float32 on CPU where torch
-    has it."""
-    if (
-        _ONEDNN_LINEAR is not None
-        and a.device.type == "cpu"
-        and a.dtype == b.dtype == torch.float32
-        and torch.backends.mkldnn.is_available()
-    ):
-        return _ONEDNN_LINEAR(a.contiguous(), b.contiguous(), bias, "none", [], "")
-    return a @ b.T if bias is None else torch.addmm(bias, a, b.T)
+from pretext.matmul import product_transposed
 
 
 def _partners(count: int, device: torch.device) -> torch.Tensor:

@@ -20,6 +20,7 @@ from pretext.augment import make_view, preset
 from pretext.config import ClusterConfig
 from pretext.data import epoch_order
 from pretext.evaluate.classify import extract_features
+from pretext.matmul import product_transposed
 from pretext.models import Classifier
 from pretext.progress import step_bar
 
@@ -33,7 +34,7 @@ def nearest_neighbours(features: torch.Tensor, k: int, chunk_size: int = 4096) -
     unit = F.normalize(features.float(), dim=1)
     parts = []
     for start in range(0, len(unit), chunk_size):
-        sims = unit[start : start + chunk_size] @ unit.T
+        sims = product_transposed(unit[start : start + chunk_size], unit)
         rows = torch.arange(len(sims), device=sims.device)
         sims[rows, rows + start] = -math.inf  # an image is not its own neighbour
         parts.append(sims.topk(k, dim=1).indices)

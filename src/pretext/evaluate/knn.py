@@ -7,6 +7,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from pretext.matmul import product_transposed
+
 
 def knn_predict(
     bank: torch.Tensor,
@@ -23,7 +25,7 @@ def knn_predict(
     k = min(k, len(bank))
     predictions = []
     for start in range(0, len(queries), chunk_size):
-        sims, idx = (queries[start : start + chunk_size] @ bank.T).topk(k, dim=1)
+        sims, idx = product_transposed(queries[start : start + chunk_size], bank).topk(k, dim=1)
         weights = (sims / temperature).exp()
         votes = torch.zeros(len(sims), num_classes, device=bank.device, dtype=weights.dtype)
         votes.scatter_add_(1, bank_labels[idx], weights)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from pretext.matmul import product_transposed
+
 
 def retrieval_metrics(
     database: torch.Tensor,
@@ -25,7 +27,7 @@ def retrieval_metrics(
     p1, p10, map_r = [], [], []
     for start in range(0, len(queries), chunk_size):
         q_labels = query_labels[start : start + chunk_size]
-        sims = queries[start : start + chunk_size] @ database.T
+        sims = product_transposed(queries[start : start + chunk_size], database)
         idx = sims.topk(min(max(max_r, 10), len(database)), dim=1).indices
         relevant = (database_labels[idx] == q_labels[:, None]).float()
         p1.append(relevant[:, 0])
