@@ -14,7 +14,7 @@ def retrieval_metrics(
     database_labels: torch.Tensor,
     queries: torch.Tensor,
     query_labels: torch.Tensor,
-    chunk_size: int = 256,
+    chunk_size: int = 128,
 ) -> dict:
     """Cosine-similarity ranking. mAP@R: for a query whose class has R database items, the mean
     over the first R results of precision-at-i where result i is relevant, divided by R."""
@@ -30,7 +30,7 @@ def retrieval_metrics(
         sims = product_transposed(queries[start : start + chunk_size], database)
         idx = sims.topk(min(max(max_r, 10), len(database)), dim=1).indices
         relevant = (database_labels[idx] == q_labels[:, None]).float()
-        p1.append(relevant[:, 0])
+        p1.append(relevant[:, 0].clone())  # a view would keep the chunk's whole matrix alive
         p10.append(relevant[:, :10].sum(1) / 10)
         r = class_sizes[q_labels].clamp(min=1)
         ranks = torch.arange(1, relevant.shape[1] + 1, device=relevant.device)
