@@ -62,6 +62,8 @@ def max_pool2x2(x: torch.Tensor) -> torch.Tensor:
 
 
 class MaxPool2x2(nn.Module):
+    """max_pool2x2 as a layer, for encoders built as nn.Sequential."""
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return max_pool2x2(x)
 
