@@ -233,20 +233,16 @@ def cmd_cluster(args) -> None:
     from pretext.commands import cluster_command
     from pretext.config import ClusterConfig
 
-    given = {
-        "clusters": args.clusters,
-        "neighbours": args.neighbours,
-        "epochs": args.epochs,
-        "batch_size": args.batch_size,
-        "lr": args.lr,
-        "entropy_weight": args.entropy_weight,
-        "seed": args.seed,
-    }
-    cfg = ClusterConfig(**{k: v for k, v in given.items() if v is not None})
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    cfg = override(
+        ClusterConfig(),
+        clusters=args.clusters,
+        neighbours=args.neighbours,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        entropy_weight=args.entropy_weight,
+        seed=args.seed,
+    )
     cluster_command(
         args.out, cfg, args.dataset, args.data_dir, args.device or "auto", args.limit_train
     )
@@ -404,6 +400,10 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     keep_freed_memory()
+    if getattr(args, "threads", None):  # every command takes --threads (pretrain keeps it too)
+        import torch
+
+        torch.set_num_threads(args.threads)
     warnings.filterwarnings("default")
     try:
         args.func(args)
