@@ -377,9 +377,11 @@ def cluster_command(
     }
     arrays = {"train_clusters": train_c.numpy(), "train_confidence": train_conf.numpy()}
     names = None
-    test = None
-    if train.labels is not None:
-        test = load_dataset(dataset, "test", data_dir, image_size=pre.image_size)
+    test = (  # labels only score the clusters: unlabelled data has nothing to score them by
+        load_dataset(dataset, "test", data_dir, image_size=pre.image_size)
+        if train.labels is not None
+        else None
+    )
     if test is not None and test.labels is not None:
         mapping = match_clusters(train_c, train.labels, cfg.clusters)
         test_c, test_conf = assign_clusters(model, test.images, dev)

@@ -191,11 +191,16 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def load_pretrain_config(run_dir: Path) -> PretrainConfig:
+def read_run_config(run_dir: str | Path) -> dict:
+    """RUN_DIR/config.json as written; a folder without one is not a run (one clear error)."""
     path = Path(run_dir) / "config.json"
     if not path.is_file():
         raise PretextError(f"{run_dir} is not a run directory (it has no config.json)")
-    data = read_json(path)
+    return read_json(path)
+
+
+def load_pretrain_config(run_dir: Path) -> PretrainConfig:
+    data = read_run_config(run_dir)
     data = data.get("pretrain", data)
     known = {f.name for f in fields(PretrainConfig)}
     return PretrainConfig(**{k: v for k, v in data.items() if k in known})

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 from pretext.checkpoint import read_json, write_text_atomic
-from pretext.errors import PretextError
+from pretext.config import read_run_config
 
 PICTURES = [
     ("views.png", "Augmentation: originals and random views"),
@@ -48,10 +48,8 @@ def flatten(metrics: dict, prefix: str = "") -> list[tuple[str, str]]:
 
 def write_report(run_dir: str | Path) -> Path:
     run_dir = Path(run_dir)
-    if not (run_dir / "config.json").is_file():
-        raise PretextError(f"{run_dir} is not a run directory (it has no config.json)")
+    config = json.dumps(read_run_config(run_dir), indent=2)
     metrics = read_json(run_dir / "metrics.json", default={})
-    config = json.dumps(read_json(run_dir / "config.json"), indent=2)
     table = "".join(
         f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>" for k, v in flatten(metrics)
     )
