@@ -7,9 +7,13 @@ import torch
 
 # oneDNN's float32 matrix product, as torch.compile's CPU code calls it (a private op: absent
 # from some builds, hence the fallback to `@`, which calls MKL's sgemm). On our AMD EPYC it does
-# NT-Xent's products in half MKL's time, in float32 all the same (benchmarks/step_parts.py); the
-# similarities of kNN and retrieval take three quarters of MKL's time.
-_ONEDNN_LINEAR = getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None)
+# NT-Xent's products in half MKL's time, in float32 all the same; the similarities of kNN and
+# retrieval take three quarters of MKL's time (BENCHMARKS.md, throughput section, session 5).
+_ONEDNN_LINEAR = (
+    getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None)
+    if torch.backends.mkldnn.is_available()
+    else None
+)
 
 
 def product_transposed(
@@ -17,11 +21,7 @@ def product_transposed(
 ) -> torch.Tensor:
     """a @ b.T (+ bias, one value per column), through oneDNN for float32 on CPU where torch
     has it."""
-    if (
-        _ONEDNN_LINEAR is not None
-        and a.device.type == "cpu"
-        and a.dtype == b.dtype == torch.float32
-        and torch.backends.mkldnn.is_available()
-    ):
+    on_cpu = a.device.type == "cpu" and a.dtype == b.dtype == torch.float32
+    if _ONEDNN_LINEAR is not None and on_cpu:
         return _ONEDNN_LINEAR(a.contiguous(), b.contiguous(), bias, "none", [], "")
     return a @ b.T if bias is None else torch.addmm(bias, a, b.T)
