@@ -196,8 +196,8 @@ def test_views_are_one_stacked_tensor_that_unpacks_into_two():
 
 def elastic_field(n, strength, points, gen):
     """The displacement field the sampling grid's product adds: offsets @ upsampling basis."""
-    basis = output_pixels(28, 28, points, torch.device("cpu"))[3:]
-    return (elastic_offsets(n, strength, points, gen) @ basis).view(n, 2, 28, 28)
+    basis = output_pixels(28, 28, points, torch.device("cpu"))[:, 3:]
+    return (elastic_offsets(n, strength, points, gen) @ basis.T).view(n, 2, 28, 28)
 
 
 def test_elastic_field_is_smooth_bounded_and_per_image():

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from pretext.errors import PretextError
+from pretext.matmul import product_transposed
 
 
 @dataclass(frozen=True)
@@ -122,10 +123,11 @@ def cutout(x: torch.Tensor, size: int, fill: float, gen: torch.Generator) -> tor
 
 @functools.lru_cache(maxsize=8)
 def output_pixels(h: int, w: int, points: int, device: torch.device) -> torch.Tensor:
-    """(3 + points^2, h*w), the right factor of the sampling grid's product: the x, y and 1 of
-    every output pixel in grid units (align_corners=False), then, with an elastic lattice of
-    `points` per side, the bicubic upsampling of each lattice point to h x w (a displacement
-    field is offsets @ these rows). A constant per image size: made once, not every step."""
+    """(h*w, 3 + points^2), the right factor of the sampling grid's product, transposed (one
+    row per output pixel, as `product_transposed` takes it): the x, y and 1 of every output
+    pixel in grid units (align_corners=False), then, with an elastic lattice of `points` per
+    side, the bicubic upsampling of each lattice point to h x w (a displacement field is
+    offsets @ these columns' transpose). A constant per image size: made once, not every step."""
     xs = (torch.arange(w, device=device, dtype=torch.float32) * 2 + 1) / w - 1
     ys = (torch.arange(h, device=device, dtype=torch.float32) * 2 + 1) / h - 1
     rows = [xs.repeat(h), ys.repeat_interleave(w), torch.ones(h * w, device=device)]
@@ -134,7 +136,7 @@ def output_pixels(h: int, w: int, points: int, device: torch.device) -> torch.Te
         lattice = torch.eye(points * points, device=device).view(-1, 1, points, points)
         basis = F.interpolate(lattice, size=(h, w), mode="bicubic", align_corners=True)
         pixels = torch.cat([pixels, basis.view(-1, h * w)])
-    return pixels
+    return pixels.T.contiguous()
 
 
 def elastic_offsets(n: int, strength: float, points: int, gen: torch.Generator) -> torch.Tensor:
@@ -173,15 +175,16 @@ def random_affine(
         a, c = a * mirror, c * mirror
     # The sampling grid, as F.affine_grid(align_corners=False) would make it, but as one
     # (2n x 3) @ (3 x hw) matrix product laid out (n, 2, h, w), which grid_sample reads through
-    # a permuted view: 7x faster on CPU than affine_grid's batched product or broadcasting.
-    # An elastic field joins the same product: its lattice offsets are more columns of the
-    # left factor, the upsampling basis more rows of the right one.
+    # a permuted view: 7x faster on CPU than affine_grid's batched product or broadcasting
+    # (and through oneDNN half the time of `@`). An elastic field joins the same product: its
+    # lattice offsets are more columns of the left factor, the upsampling basis more rows of
+    # the right one.
     h, w = x.shape[-2:]
     theta = torch.stack([a, b, shift[:, 0], c, d, shift[:, 1]], dim=1).view(2 * n, 3)
     if elastic:
         theta = torch.cat([theta, elastic_offsets(n, elastic, elastic_points, gen)], dim=1)
     pixels = output_pixels(h, w, elastic_points if elastic else 0, torch.device(device))
-    grid = (theta.to(x.dtype) @ pixels.to(x.dtype)).view(n, 2, h, w)
+    grid = product_transposed(theta.to(x.dtype), pixels.to(x.dtype)).view(n, 2, h, w)
     grid = grid.permute(0, 2, 3, 1)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
