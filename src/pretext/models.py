@@ -31,13 +31,17 @@ class _MaxPool2x2(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
         left_top, left_bottom, top_wins = ctx.saved_tensors
-        top = grad * top_wins
+        top = grad * top_wins  # the gradient of windows won by their top row, else 0
         bottom = grad - top
-        g00, g10 = top * left_top, bottom * left_bottom
-        row0 = torch.cat([g00.unsqueeze(-1), (top - g00).unsqueeze(-1)], dim=-1)
-        row1 = torch.cat([g10.unsqueeze(-1), (bottom - g10).unsqueeze(-1)], dim=-1)
+        # Each corner's gradient is written straight into its strided place in the result
+        # (a (n, c, h, 2, w, 2) view of it): no interleaving copies.
         n, c, h, w = grad.shape
-        return torch.cat([row0.unsqueeze(3), row1.unsqueeze(3)], dim=3).view(n, c, 2 * h, 2 * w)
+        out = grad.new_empty(n, c, h, 2, w, 2)
+        torch.mul(top, left_top, out=out[:, :, :, 0, :, 0])
+        torch.sub(top, out[:, :, :, 0, :, 0], out=out[:, :, :, 0, :, 1])
+        torch.mul(bottom, left_bottom, out=out[:, :, :, 1, :, 0])
+        torch.sub(bottom, out[:, :, :, 1, :, 0], out=out[:, :, :, 1, :, 1])
+        return out.view(n, c, 2 * h, 2 * w)
 
 
 def max_pool2x2(x: torch.Tensor) -> torch.Tensor:
