@@ -9,6 +9,17 @@ from torch import nn
 from pretext.errors import PretextError
 
 
+def building_a_graph() -> bool:
+    """True while tracing, scripting, exporting to ONNX or compiling: the fast CPU layers below
+    step aside then, so that exported and compiled models hold plain, portable operators."""
+    return (
+        torch.jit.is_tracing()
+        or torch.jit.is_scripting()
+        or torch.onnx.is_in_onnx_export()
+        or torch.compiler.is_compiling()
+    )
+
+
 def _window_maxima(x: torch.Tensor):
     """The four corners of every 2x2 window, as strided views, and the pairwise maxima."""
     x00, x01 = x[..., 0::2, 0::2], x[..., 0::2, 1::2]
@@ -53,10 +64,7 @@ def max_pool2x2(x: torch.Tensor) -> torch.Tensor:
         or x.dim() != 4
         or x.shape[-1] % 2
         or x.shape[-2] % 2
-        or torch.jit.is_tracing()
-        or torch.jit.is_scripting()
-        or torch.onnx.is_in_onnx_export()
-        or torch.compiler.is_compiling()
+        or building_a_graph()
     ):
         return F.max_pool2d(x, 2)
     if torch.is_grad_enabled() and x.requires_grad:
@@ -117,10 +125,7 @@ class Conv2dFastGrad(nn.Conv2d):
             or self.groups != 1
             or self.padding_mode != "zeros"
             or isinstance(self.padding, str)
-            or torch.jit.is_tracing()
-            or torch.jit.is_scripting()
-            or torch.onnx.is_in_onnx_export()
-            or torch.compiler.is_compiling()
+            or building_a_graph()
         ):
             return super().forward(x)
         return _Conv2dGradByConv.apply(x, self.weight, self.bias, self.padding)
