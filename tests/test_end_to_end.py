@@ -1,6 +1,7 @@
 import json
 from dataclasses import replace
 
+import pytest
 import torch
 
 from pretext.checkpoint import load_checkpoint
@@ -49,6 +50,8 @@ def test_run_writes_the_run_directory_contract(tiny_data, tmp_path):
     few = saved["few_labels"]
     assert few["labels"] == 20 and few["seeds"] == 2
     assert {"pretrained", "pretrained_std", "scratch", "scratch_std"} <= set(few)
+    assert few["gain"] == pytest.approx(few["pretrained"] - few["scratch"])
+    assert few["gain_low"] <= few["gain"] <= few["gain_high"]
 
 
 def test_tiny_data_is_learnt(tiny_data, tmp_path):

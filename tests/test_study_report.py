@@ -21,15 +21,46 @@ def test_study_writes_rows_table_and_plot(pretrained_run):
     assert len(rows) == 8
     assert {r["method"] for r in rows} == {"linear", "finetune", "knn", "scratch"}
     for row in rows:
-        assert set(row) == {"labels", "method", "mean", "std", "seeds"}
+        assert set(row) == {"labels", "method", "mean", "std", "seeds", "values"}
         assert row["seeds"] == 2 and 0.0 <= row["mean"] <= 1.0 and row["std"] >= 0.0
+        assert len(row["values"]) == 2 and row["mean"] == pytest.approx(sum(row["values"]) / 2)
     assert json.loads((pretrained_run / "study.json").read_text()) == rows
     table = (pretrained_run / "study.md").read_text()
     assert table.startswith("| labels | linear | finetune | knn | scratch |")
     # The footnote says how both arms fine-tuned (the default recipe's protocol).
     assert "`default` views under 1000 labels, `light` from 1000 up" in table
     assert "or 4 steps, whichever is more" in table and "the scratch one is not" in table
+    assert "| labels | linear − scratch | finetune − scratch | knn − scratch |" in table
     assert (pretrained_run / "study.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_paired_gain_against_a_hand_computed_interval():
+    from pretext.evaluate.study import paired_gain
+
+    # differences 0.02, 0.01, 0.04: mean 0.02333, sample std 0.015275, t(0.975, 2 dof) 4.302653
+    gain = paired_gain([0.90, 0.92, 0.94], [0.88, 0.91, 0.90])
+    half = 4.302653 * (7e-4 / 3) ** 0.5 / 3**0.5
+    assert gain["mean"] == pytest.approx(0.07 / 3)
+    assert gain["low"] == pytest.approx(0.07 / 3 - half, abs=1e-6)
+    assert gain["high"] == pytest.approx(0.07 / 3 + half, abs=1e-6)
+    assert gain["seeds"] == 3
+    one = paired_gain([0.9], [0.8])  # one seed: a difference, no interval
+    assert one["mean"] == pytest.approx(0.1) and one["low"] is None and one["high"] is None
+    with pytest.raises(ValueError):
+        paired_gain([0.9, 0.8], [0.7])
+
+
+def test_gain_table_pairs_each_method_with_scratch_by_seed():
+    from pretext.evaluate.study import gain_table
+
+    def row(method, values):
+        return {"labels": 10, "method": method, "values": values}
+
+    rows = [row("finetune", [0.5, 0.7]), row("scratch", [0.4, 0.7]), row("knn", [0.45, 0.6])]
+    lines = gain_table(rows)
+    assert lines[0] == "| labels | finetune − scratch | knn − scratch |"
+    # finetune: differences 0.1, 0.0 -> +5.00 points; t(0.975, 1) = 12.706 x 0.0707 / 1.414
+    assert lines[2].startswith("| 10 | +5.00 [-58.53, +68.53] | -2.50 [")
 
 
 def test_report_embeds_its_images(pretrained_run):

@@ -166,10 +166,16 @@ def evaluate_command(
         dev,
         log,
     )
+    interval = (
+        f" (95% interval {100 * few['gain_low']:+.2f} to {100 * few['gain_high']:+.2f}, "
+        f"paired over {few['seeds']} seeds)"
+        if few["gain_low"] is not None
+        else ""
+    )
     log(
         f"{few['labels']} labels: pretrained {100 * few['pretrained']:.2f}% "
         f"+- {100 * few['pretrained_std']:.2f}, from scratch {100 * few['scratch']:.2f}% "
-        f"+- {100 * few['scratch_std']:.2f}"
+        f"+- {100 * few['scratch_std']:.2f}; gain {100 * few['gain']:+.2f} points{interval}"
     )
     return update_metrics(run_dir, few_labels=few)
 

@@ -48,7 +48,8 @@ def run_study(
     device: torch.device,
     log=print,
 ) -> list[dict]:
-    """Rows {labels, method, mean, std, seeds}; `make_scratch(seed)` builds a fresh encoder."""
+    """Rows {labels, method, mean, std, seeds, values}; `make_scratch(seed)` builds a fresh
+    encoder. `values` holds each seed's accuracy: seed s of every method used the same labels."""
     aug = preset(cfg.finetune.augment)
     frozen = {"linear", "knn"} & set(cfg.methods)
     if frozen:
@@ -114,9 +115,54 @@ def run_study(
                     "mean": statistics.fmean(values),
                     "std": statistics.stdev(values) if len(values) > 1 else 0.0,
                     "seeds": len(values),
+                    "values": values,  # per label-sampling seed, in seed order
                 }
             )
     return rows
+
+
+def paired_gain(pretrained: list[float], scratch: list[float], confidence: float = 0.95) -> dict:
+    """How much a pretrained method beats scratch, paired by seed (each seed's two arms saw the
+    same labelled images, so the label draw's luck cancels): the mean difference and its
+    Student-t interval. With 3 seeds the interval is wide; that is the point of showing it."""
+    if len(pretrained) != len(scratch) or not pretrained:
+        raise ValueError("paired_gain needs the same non-zero number of values on both sides")
+    differences = [a - b for a, b in zip(pretrained, scratch, strict=True)]
+    mean = statistics.fmean(differences)
+    if len(differences) < 2:
+        return {"mean": mean, "low": None, "high": None, "seeds": 1}
+    from scipy.stats import t  # scikit-learn's own dependency
+
+    half = t.ppf(0.5 + confidence / 2, len(differences) - 1) * statistics.stdev(differences)
+    half /= len(differences) ** 0.5
+    return {"mean": mean, "low": mean - half, "high": mean + half, "seeds": len(differences)}
+
+
+def gain_table(rows: list[dict]) -> list[str]:
+    """Markdown lines: each pretrained method's paired gain over scratch, in points."""
+    lookup = {(r["labels"], r["method"]): r for r in rows if "values" in r}
+    methods = [m for m in COLUMNS if m != "scratch" and any(k[1] == m for k in lookup)]
+    counts = sorted({count for count, method in lookup if method == "scratch"})
+    if not methods or not counts:
+        return []
+    lines = [
+        "| labels | " + " | ".join(f"{m} − scratch" for m in methods) + " |",
+        "|---:|" + "---:|" * len(methods),
+    ]
+    for count in counts:
+        cells = []
+        for method in methods:
+            row = lookup.get((count, method))
+            if row is None:
+                cells.append("")
+                continue
+            gain = paired_gain(row["values"], lookup[(count, "scratch")]["values"])
+            cell = f"{100 * gain['mean']:+.2f}"
+            if gain["low"] is not None:
+                cell += f" [{100 * gain['low']:+.2f}, {100 * gain['high']:+.2f}]"
+            cells.append(cell)
+        lines.append(f"| {count} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def finetune_protocol(cfg: FinetuneConfig) -> str:
@@ -163,6 +209,14 @@ def study_markdown(rows: list[dict], protocol: str = "") -> str:
         )
     if protocol:
         lines.append(protocol)
+    gains = gain_table(rows)
+    if gains:
+        lines += ["", "Gain over scratch (points), paired by seed, with its 95% interval:", ""]
+        lines += gains
+        lines += [
+            "",
+            "An interval that contains 0 means these seeds cannot tell the two arms apart.",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -186,6 +240,7 @@ def few_label_comparison(
         r["method"]: r
         for r in run_study(encoder, lambda _: scratch, train, test, study, device, log)
     }
+    gain = paired_gain(rows["finetune"]["values"], rows["scratch"]["values"])
     return {
         "labels": labels,
         "seeds": seeds,
@@ -193,4 +248,7 @@ def few_label_comparison(
         "pretrained_std": rows["finetune"]["std"],
         "scratch": rows["scratch"]["mean"],
         "scratch_std": rows["scratch"]["std"],
+        "gain": gain["mean"],  # paired by seed; low / high: its 95% Student-t interval
+        "gain_low": gain["low"],
+        "gain_high": gain["high"],
     }
