@@ -37,3 +37,21 @@ def test_step_parts_benchmark_runs_and_prints_json():
     assert all(value > 0 for value in report["ms_per_step"].values())
     parts = report["ms_per_step"]
     assert abs(report["overhead"] - (parts["full"] / parts["model"] - 1)) < 0.01
+
+
+def test_epoch_ratio_benchmark_runs_and_prints_json():
+    report = run_benchmark(
+        "epoch_ratio.py",
+        "--dataset", "digits",
+        "--epochs", "1",
+        "--repeats", "1",
+        "--seconds", "0.05",
+        "--threads", "1",
+    )  # fmt: skip
+    (repeat,) = report["repeats"]
+    assert report["batch_size"] == 256 and repeat["model_images_per_s"] > 0
+    keys = ("epoch_images", "epoch_seconds", "ratio")
+    (images,), (seconds,), (ratio,) = (repeat[key] for key in keys)
+    assert images > 0 and images % (2 * 256) == 0
+    expected = seconds / (images / repeat["model_images_per_s"])
+    assert abs(ratio - expected) < 0.01 * expected
