@@ -287,7 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_pretrain_options(p)
     p.set_defaults(func=cmd_pretrain)
 
-    p = sub.add_parser("run", help="pretrain, fine-tune, linear probe and few-label comparison")
+    p = sub.add_parser(
+        "run", help="pretrain, fine-tune on all labels, everything evaluate does, the report"
+    )
     add_data_options(p)
     add_pretrain_options(p)
     add_finetune_options(p)
@@ -320,7 +322,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None)
     p.set_defaults(func=cmd_finetune)
 
-    p = sub.add_parser("evaluate", help="linear probe and few-label comparison of a run")
+    p = sub.add_parser(
+        "evaluate", help="linear probe, kNN, retrieval and few-label comparison of a run"
+    )
     add_data_options(p)
     p.add_argument("--out", required=True, help="run directory")
     p.set_defaults(func=cmd_evaluate)

@@ -122,7 +122,8 @@ def evaluate_command(
     device: str = "auto",
     log=print,
 ) -> dict:
-    """Linear probe and the few-label comparison for a run's saved encoder -> metrics.json."""
+    """Linear probe, kNN, retrieval metrics and the few-label comparison of a run's saved encoder
+    -> metrics.json (and the pictures the report shows)."""
     from pretext.config import load_pretrain_config, recipe
 
     run_dir = Path(run_dir)
