@@ -148,6 +148,21 @@ def test_study_and_search_refuse_empty_requests(pretrained_run, capsys):
     assert "-k must be >= 1" in capsys.readouterr().err
 
 
+def test_study_pretrains_into_out_when_it_holds_no_run(tiny_data, tmp_path, capsys):
+    out = tmp_path / "fresh"
+    common = ["--data-dir", str(tiny_data), "--threads", "1", "--labels", "20", "--seeds", "1"]
+    options = [*common, "--epochs", "1", "--batch-size", "16", "--min-steps", "2"]
+    assert main(["study", "--out", str(out), *options]) == 0
+    assert (out / "checkpoints" / "last.pt").is_file() and (out / "study.md").is_file()
+    assert "epoch 1/1" in capsys.readouterr().out
+
+
+def test_study_refuses_two_different_run_directories(pretrained_run, tmp_path, capsys):
+    other = tmp_path / "elsewhere"
+    assert main(["study", "--checkpoint", str(pretrained_run), "--out", str(other)]) != 0
+    assert "not both" in capsys.readouterr().err and not other.exists()
+
+
 def test_version(capsys):
     import pretext
 

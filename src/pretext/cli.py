@@ -7,6 +7,7 @@ import argparse
 import sys
 import warnings
 from dataclasses import replace
+from pathlib import Path
 
 from pretext import __version__, distributed
 from pretext.config import FinetuneConfig, RunConfig, override, recipe
@@ -209,11 +210,17 @@ def cmd_study(args) -> None:
         raise PretextError(
             f"--labels must be comma-separated integers, got {args.labels!r}"
         ) from None
-    run_dir = args.checkpoint or args.out
-    if run_dir is None:
-        run_cfg = run_config(args)
-        from pretext.train import pretrain
+    from pretext.train import CHECKPOINT, pretrain
 
+    if args.checkpoint and args.out and Path(args.checkpoint).resolve() != Path(args.out).resolve():
+        raise PretextError(
+            "give --checkpoint RUN_DIR (a pretrained run to study) or --out RUN_DIR (a run, or "
+            "where to pretrain one first), not both; study.* go to --study-out (default: the "
+            "run directory)"
+        )
+    run_dir = args.checkpoint or args.out
+    if args.checkpoint is None and (run_dir is None or not (Path(run_dir) / CHECKPOINT).is_file()):
+        run_cfg = run_config(args)  # no pretrained run given: pretrain one first, into --out
         pretrain(run_cfg.pretrain)
         run_dir = run_cfg.pretrain.out
     study_command(
