@@ -211,3 +211,35 @@ def test_image_size_resizes_every_source(tmp_path, tiny_data):
     assert load_dataset(tmp_path / "wide", image_size=10).images.min() >= 250
     with pytest.raises(PretextError, match="--image-size"):
         load_dataset(folder, image_size=4)
+
+
+def test_missing_test_split_is_found_without_decoding_images(tmp_path):
+    from pretext.data.sources import missing_test_split
+
+    (tmp_path / "labelled" / "cat").mkdir(parents=True)
+    (tmp_path / "labelled" / "cat" / "0.png").write_bytes(b"never decoded")
+    assert "no test split" in missing_test_split(tmp_path / "labelled")
+    (tmp_path / "labelled" / "test" / "cat").mkdir(parents=True)
+    assert missing_test_split(tmp_path / "labelled") is None
+    (tmp_path / "flat").mkdir()
+    (tmp_path / "flat" / "0.png").write_bytes(b"unlabelled: nothing to evaluate")
+    assert missing_test_split(tmp_path / "flat") is None
+    images = np.zeros((4, 8, 8), dtype=np.uint8)
+    np.savez(tmp_path / "plain.npz", images=images, labels=np.arange(4))
+    assert "test_images" in missing_test_split(tmp_path / "plain.npz")
+    np.savez(tmp_path / "split.npz", images=images, labels=np.arange(4), test_images=images)
+    assert missing_test_split(tmp_path / "split.npz") is None
+    assert missing_test_split("mnist") is None
+
+
+def test_run_refuses_a_labelled_folder_without_test_split_before_pretraining(tmp_path, capsys):
+    from PIL import Image
+
+    from pretext.cli import main
+
+    for cls in ("a", "b"):
+        (tmp_path / "photos" / cls).mkdir(parents=True)
+        Image.new("L", (28, 28), 200).save(tmp_path / "photos" / cls / "0.png")
+    out = tmp_path / "run"
+    assert main(["run", "--dataset", str(tmp_path / "photos"), "--out", str(out)]) == 2
+    assert "no test split" in capsys.readouterr().err and not out.exists()

@@ -22,6 +22,7 @@ from pretext.config import (
     scratch_finetune,
 )
 from pretext.data import load_dataset, stratified_subset
+from pretext.data.sources import missing_test_split
 from pretext.errors import PretextError
 from pretext.evaluate import extract_features, few_label_comparison, finetune, linear_probe
 from pretext.evaluate.knn import knn_accuracy
@@ -196,6 +197,9 @@ def run(cfg: RunConfig, log=print) -> dict:
     """The main job: pretrain, fine-tune on all labels, linear probe, few-label comparison."""
     started = time.perf_counter()
     pre = cfg.pretrain
+    problem = missing_test_split(pre.dataset)
+    if problem:  # found before pretraining, not after it
+        raise PretextError(f"{problem}; evaluation needs one (`pretext pretrain` does not)")
     summary = pretrain(pre, log)
     if distributed.world_size() > 1 and torch.distributed.get_rank() != 0:
         return {}  # evaluation runs once, on rank 0

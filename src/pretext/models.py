@@ -194,7 +194,8 @@ def build_encoder(name: str, in_channels: int = 1, image_size: int = 28) -> nn.M
         raise PretextError(f"unknown encoder {name!r}: use one of {', '.join(ENCODERS)}")
     if name.startswith("cnn") and image_size != 28:
         raise PretextError(
-            f"encoder {name!r} needs 28x28 images, got {image_size}x{image_size}; use convnet"
+            f"encoder {name!r} needs 28x28 images, got {image_size}x{image_size}: use the convnet "
+            "encoder, or resize the images to 28 (--image-size 28)"
         )
     return ENCODERS[name](in_channels)
 

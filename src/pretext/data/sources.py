@@ -333,6 +333,28 @@ def load_folder(
     return ImageSet(images, label_tensor, path.name)
 
 
+def missing_test_split(name_or_path: str | Path) -> str | None:
+    """Why a labelled folder or .npz cannot be evaluated (it has no test split), else None.
+    Decodes no image: `pretext run` asks before it spends minutes pretraining."""
+    path = Path(str(name_or_path)).expanduser()
+    if path.suffix == ".npz" and path.is_file():
+        try:
+            with np.load(path) as archive:
+                keys = set(archive.files)
+        except (OSError, ValueError):
+            return None  # load_dataset says what is wrong with the file
+        if "labels" in keys and "test_images" not in keys:
+            return f"{path} has labels but no test split (arrays test_images, test_labels)"
+    elif path.is_dir() and not (path / "test").is_dir():
+        base = path / "train" if (path / "train").is_dir() else path
+        if any(p.is_dir() and p.name not in ("train", "test") for p in base.iterdir()):
+            return (
+                f"{path} has class sub-folders but no test split: put held-out images in "
+                f"{path / 'test'}/<class>/ (and the others in {path / 'train'}/<class>/)"
+            )
+    return None
+
+
 def load_dataset(
     name_or_path: str | Path,
     split: str = "train",
