@@ -121,9 +121,11 @@ def test_augment_writes_a_png(tiny_data, tmp_path):
 
 def test_commands_on_a_directory_that_is_not_a_run(tmp_path, capsys):
     missing = tmp_path / "no-run"
-    for command in (["report", str(missing)], ["evaluate", "--out", str(missing)]):
+    finetune = ["finetune", "--out", str(missing)]
+    for command in (["report", str(missing)], ["evaluate", "--out", str(missing)], finetune):
         assert main(command) != 0
         assert "is not a run directory" in capsys.readouterr().err
+    assert main(["finetune"]) != 0 and "--from-scratch" in capsys.readouterr().err
     assert not missing.exists()  # nothing made in passing (report used to write an empty page)
 
 

@@ -155,7 +155,7 @@ def cmd_run(args) -> None:
 
 
 def cmd_finetune(args) -> None:
-    from pretext.commands import finetune_command
+    from pretext.commands import finetune_command, require_pretrained_run
     from pretext.config import load_pretrain_config
 
     base = recipe(args.recipe).finetune
@@ -169,7 +169,8 @@ def cmd_finetune(args) -> None:
         seed=args.seed,
     )
     dataset, data_dir, encoder = args.dataset, args.data_dir, args.encoder
-    if args.out and not args.from_scratch:
+    if not args.from_scratch:
+        require_pretrained_run(args.out)
         saved = load_pretrain_config(args.out)
         dataset, data_dir = dataset or saved.dataset, data_dir or saved.data_dir
     finetune_command(

@@ -61,9 +61,18 @@ def encoder_for(
     if from_scratch:
         torch.manual_seed(seed)
         return build_encoder(encoder, channels).to(device)
-    if run_dir is None:
-        raise PretextError("give --out RUN_DIR with a pretrained encoder, or --from-scratch")
+    require_pretrained_run(run_dir)
     return load_encoder(run_dir, device)
+
+
+def require_pretrained_run(run_dir: str | Path | None) -> None:
+    """Fine-tuning without --from-scratch needs a run directory of `pretext pretrain`."""
+    if run_dir is None or not (Path(run_dir) / "config.json").is_file():
+        problem = "no run directory" if run_dir is None else f"{run_dir} is not a run directory"
+        raise PretextError(
+            f"{problem}: give --out with the run directory of `pretext pretrain`, or "
+            "--from-scratch to train from random weights"
+        )
 
 
 def finetune_command(
