@@ -95,6 +95,31 @@ def test_cnn_forward_and_gradients_unchanged_by_the_fast_layers():
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5 * b.abs().max().item())
 
 
+def test_relu_after_pooling_is_exact_values_and_gradients():
+    """The cnn pools before its ReLUs; the write-up's order (ReLU, then pool), through the same
+    convolution layers and ATen's pooling, gives the same bits, gradients included."""
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    encoder = build_encoder("cnn")
+    x = torch.randn(16, 1, 28, 28)
+    x[:, :, :10] = -0.4242  # a flat background: ties in many windows, at and below zero
+
+    def write_up_order(m, x):
+        x = F.max_pool2d(F.relu(m.conv1(x)), 2)
+        x = F.max_pool2d(F.relu(m.conv2(x)), 2)
+        return F.relu(m.fc(x.flatten(1)))
+
+    results = []
+    for forward in (encoder, lambda t: write_up_order(encoder, t)):
+        encoder.zero_grad()
+        out = forward(x)
+        out.square().sum().backward()
+        results.append([out.detach()] + [p.grad.clone() for p in encoder.parameters()])
+    for ours, theirs in zip(*results, strict=True):
+        assert torch.equal(ours, theirs)
+
+
 @pytest.mark.parametrize("padding, bias", [(0, True), (1, False), (2, True)])
 def test_conv2d_fast_grad_equals_conv2d(padding, bias):
     from pretext.models import Conv2dFastGrad
