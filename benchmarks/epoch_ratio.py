@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import tempfile
 from pathlib import Path
 
 import torch
-from throughput import measure
+from throughput import environment, measure
 
 from pretext.allocator import keep_freed_memory
 from pretext.checkpoint import read_jsonl
@@ -76,9 +75,7 @@ def main() -> None:
                 "dataset": args.dataset,
                 "encoder": defaults.encoder,
                 "batch_size": defaults.batch_size,
-                "threads": torch.get_num_threads(),
-                "torch": torch.__version__,
-                "machine": platform.machine(),
+                **environment(),
                 "repeats": repeats,
             },
             indent=2,

@@ -130,6 +130,15 @@ def measure(
     }
 
 
+def environment() -> dict:
+    """What a figure depends on besides the code: threads, torch version, machine."""
+    return {
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "machine": platform.machine(),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=None)
@@ -157,10 +166,8 @@ def main() -> None:
                 "device": str(device)
                 if device.type == "cpu"
                 else torch.cuda.get_device_name(device),
-                "threads": torch.get_num_threads(),
-                "torch": torch.__version__,
                 "bf16": args.bf16,
-                "machine": platform.machine(),
+                **environment(),
                 "results": rows,
             },
             indent=2,
