@@ -110,8 +110,9 @@ class _Conv2dGradByConv(torch.autograd.Function):
 
 class Conv2dFastGrad(nn.Conv2d):
     """nn.Conv2d (same parameters and state dict) with a faster training step on CPU: see
-    _Conv2dGradByConv. Plain F.conv2d on GPU, without gradients, while tracing or exporting,
-    and for strides, dilations, groups or padding modes it does not cover."""
+    _Conv2dGradByConv. Plain F.conv2d on GPU, for other dtypes, under autocast, without
+    gradients, while tracing, exporting or compiling, and for strides, dilations, groups or
+    padding modes it does not cover."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if (
