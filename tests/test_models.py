@@ -70,54 +70,51 @@ def test_max_pool2x2_odd_sizes_fall_back():
     assert torch.equal(max_pool2x2(x), torch.nn.functional.max_pool2d(x, 2))
 
 
+def write_up_cnn(m, x, plain_conv: bool = False):
+    """The write-up's cnn through m's weights: ReLU, then ATen's pooling; with `plain_conv`,
+    F.conv2d in place of m's convolution layers."""
+    import torch.nn.functional as F
+
+    def conv(layer, t):
+        return F.conv2d(t, layer.weight, layer.bias) if plain_conv else layer(t)
+
+    x = F.max_pool2d(F.relu(conv(m.conv1, x)), 2)
+    x = F.max_pool2d(F.relu(conv(m.conv2, x)), 2)
+    return F.relu(m.fc(x.flatten(1)))
+
+
+def output_and_gradients(encoder, forward, x) -> list[torch.Tensor]:
+    """forward(x), then the gradients of encoder's parameters for sum(out^2)."""
+    encoder.zero_grad()
+    out = forward(x)
+    out.square().sum().backward()
+    return [out.detach()] + [p.grad.clone() for p in encoder.parameters()]
+
+
 def test_cnn_forward_and_gradients_unchanged_by_the_fast_layers():
     """The fast pooling, ReLU after pooling and conv2's gradient by convolution compute the
     write-up's network: the same outputs bit for bit, the same gradients up to rounding."""
-    import torch.nn.functional as F
-
     torch.manual_seed(0)
     encoder = build_encoder("cnn")
     x = torch.randn(16, 1, 28, 28)
-
-    def reference(m, x):
-        x = F.max_pool2d(F.relu(F.conv2d(x, m.conv1.weight, m.conv1.bias)), 2)
-        x = F.max_pool2d(F.relu(F.conv2d(x, m.conv2.weight, m.conv2.bias)), 2)
-        return F.relu(m.fc(x.flatten(1)))
-
-    grads = []
-    for forward in (encoder, lambda t: reference(encoder, t)):
-        encoder.zero_grad()
-        out = forward(x)
-        out.square().sum().backward()
-        grads.append((out.detach(), [p.grad.clone() for p in encoder.parameters()]))
-    assert torch.equal(grads[0][0], grads[1][0])
-    for a, b in zip(grads[0][1], grads[1][1], strict=True):
+    ours = output_and_gradients(encoder, encoder, x)
+    reference = output_and_gradients(encoder, lambda t: write_up_cnn(encoder, t, True), x)
+    assert torch.equal(ours[0], reference[0])
+    for a, b in zip(ours[1:], reference[1:], strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5 * b.abs().max().item())
 
 
 def test_relu_after_pooling_is_exact_values_and_gradients():
     """The cnn pools before its ReLUs; the write-up's order (ReLU, then pool), through the same
     convolution layers and ATen's pooling, gives the same bits, gradients included."""
-    import torch.nn.functional as F
-
     torch.manual_seed(0)
     encoder = build_encoder("cnn")
     x = torch.randn(16, 1, 28, 28)
     x[:, :, :10] = -0.4242  # a flat background: ties in many windows, at and below zero
-
-    def write_up_order(m, x):
-        x = F.max_pool2d(F.relu(m.conv1(x)), 2)
-        x = F.max_pool2d(F.relu(m.conv2(x)), 2)
-        return F.relu(m.fc(x.flatten(1)))
-
-    results = []
-    for forward in (encoder, lambda t: write_up_order(encoder, t)):
-        encoder.zero_grad()
-        out = forward(x)
-        out.square().sum().backward()
-        results.append([out.detach()] + [p.grad.clone() for p in encoder.parameters()])
-    for ours, theirs in zip(*results, strict=True):
-        assert torch.equal(ours, theirs)
+    ours = output_and_gradients(encoder, encoder, x)
+    theirs = output_and_gradients(encoder, lambda t: write_up_cnn(encoder, t), x)
+    for a, b in zip(ours, theirs, strict=True):
+        assert torch.equal(a, b)
 
 
 @pytest.mark.parametrize("padding, bias", [(0, True), (1, False), (2, True)])
