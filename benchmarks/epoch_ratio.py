@@ -39,42 +39,48 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     keep_freed_memory()  # as pretrain() does
-    defaults = PretrainConfig()
     images = torch.randint(
         0, 256, (60000, 1, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
     )
     repeats = []
     with tempfile.TemporaryDirectory() as tmp:
+        cfg = PretrainConfig(
+            dataset=args.dataset,
+            data_dir=args.data_dir,
+            out=str(Path(tmp) / "run"),
+            epochs=args.epochs,
+            device="cpu",
+            overwrite=True,
+        )
         for _ in range(args.repeats):
-            encoder, batch, cpu = defaults.encoder, defaults.batch_size, torch.device("cpu")
-            model = measure(encoder, batch, images, cpu, args.seconds, False)["model_images_per_s"]
-            cfg = PretrainConfig(
-                dataset=args.dataset,
-                data_dir=args.data_dir,
-                out=str(Path(tmp) / "run"),
-                epochs=args.epochs,
-                device="cpu",
-                overwrite=True,
+            timing = measure(
+                cfg.encoder, cfg.batch_size, images, torch.device("cpu"), args.seconds, False
             )
+            model = timing["model_images_per_s"]
             pretrain(cfg, log=lambda *_: None)
             rows = read_jsonl(Path(cfg.out) / "metrics.jsonl")
-            ends = [0] + [r["step"] for r in rows]
-            steps = [end - start for start, end in zip(ends, ends[1:], strict=False)]
-            ideal = [2 * cfg.batch_size * n / model for n in steps]
+            steps = [
+                end["step"] - start
+                for start, end in zip([0] + [r["step"] for r in rows[:-1]], rows, strict=True)
+            ]
+            images_seen = [2 * cfg.batch_size * n for n in steps]  # two views per image
+            seconds = [r["seconds"] for r in rows]
             repeats.append(
                 {
                     "model_images_per_s": model,
-                    "epoch_images": [2 * cfg.batch_size * n for n in steps],
-                    "epoch_seconds": [r["seconds"] for r in rows],
-                    "ratio": [round(r["seconds"] / t, 3) for r, t in zip(rows, ideal, strict=True)],
+                    "epoch_images": images_seen,
+                    "epoch_seconds": seconds,
+                    "ratio": [
+                        round(t * model / n, 3) for t, n in zip(seconds, images_seen, strict=True)
+                    ],
                 }
             )
     print(
         json.dumps(
             {
                 "dataset": args.dataset,
-                "encoder": defaults.encoder,
-                "batch_size": defaults.batch_size,
+                "encoder": cfg.encoder,
+                "batch_size": cfg.batch_size,
                 **environment(),
                 "repeats": repeats,
             },
