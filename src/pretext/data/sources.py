@@ -285,6 +285,12 @@ def centre_square(img, size: int):
     return img.resize((w, h)).crop((left, top, left + size, top + size))
 
 
+def class_folders(path: Path) -> list[str]:
+    """The class sub-folders of an image folder, sorted (label i is the i-th); the split
+    folders train/ and test/ are not classes."""
+    return sorted(p.name for p in path.iterdir() if p.is_dir() and p.name not in ("train", "test"))
+
+
 def load_folder(
     path: Path, split: str, skip_bad: bool = True, image_size: int | None = None
 ) -> ImageSet:
@@ -297,9 +303,7 @@ def load_folder(
         path = path / split
     elif split != "train":
         raise PretextError(f"{path} has no '{split}' sub-folder")
-    classes = sorted(
-        p.name for p in path.iterdir() if p.is_dir() and p.name not in ("train", "test")
-    )
+    classes = class_folders(path)
     if classes:
         entries = [
             (f, i)
@@ -346,8 +350,7 @@ def missing_test_split(name_or_path: str | Path) -> str | None:
         if "labels" in keys and "test_images" not in keys:
             return f"{path} has labels but no test split (arrays test_images, test_labels)"
     elif path.is_dir() and not (path / "test").is_dir():
-        base = path / "train" if (path / "train").is_dir() else path
-        if any(p.is_dir() and p.name not in ("train", "test") for p in base.iterdir()):
+        if class_folders(path / "train" if (path / "train").is_dir() else path):
             return (
                 f"{path} has class sub-folders but no test split: put held-out images in "
                 f"{path / 'test'}/<class>/ (and the others in {path / 'train'}/<class>/)"
