@@ -83,3 +83,20 @@ def test_scratch_baseline_never_anchors(monkeypatch):
     assert seen["finetune"].anchor == 0.03
     assert seen["scratch"] == scratch_finetune(seen["finetune"])
     assert seen["scratch"].anchor == 0.0 and seen["scratch"].min_steps == 100
+
+
+def test_one_seed_gives_one_finetune_whatever_ran_before():
+    # The new linear layer used to come from the global random state: `pretext finetune` run
+    # twice with the same --seed gave 96.03% and 96.11%.
+    encoder, data = build_encoder("cnn"), tiny_set()
+    cfg = FinetuneConfig(epochs=2, batch_size=16, schedule="constant", augment="default")
+    runs = []
+    for global_seed in (1, 2):
+        torch.manual_seed(global_seed)
+        result = finetune(encoder, data, data, cfg, torch.device("cpu"), log=lambda *_: None)
+        runs.append(result["model"].state_dict())
+    assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
+    other = finetune(
+        encoder, data, data, replace(cfg, seed=1), torch.device("cpu"), log=lambda *_: None
+    )
+    assert not torch.equal(other["model"].linear.weight, runs[0]["linear.weight"])

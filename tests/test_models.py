@@ -138,3 +138,12 @@ def test_conv2d_fast_grad_equals_conv2d(padding, bias):
         torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
     with torch.no_grad():  # the plain path, the same values
         assert torch.equal(fast(x), plain(x))
+
+
+def test_seeded_classifier_head_is_nn_linear_drawn_from_its_own_generator():
+    torch.manual_seed(5)
+    reference = torch.nn.Linear(100, 10)  # the global stream seeded with 5
+    torch.manual_seed(123)  # the seeded head ignores the global state
+    head = Classifier(build_encoder("cnn"), 10, seed=5).linear
+    assert torch.equal(head.weight, reference.weight)
+    assert torch.equal(head.bias, reference.bias)

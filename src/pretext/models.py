@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -220,13 +222,25 @@ class ProjectionHead(nn.Module):
 class Classifier(nn.Module):
     """Encoder + Linear(embed, classes), as the original's downstream model."""
 
-    def __init__(self, encoder: nn.Module, num_classes: int) -> None:
+    def __init__(self, encoder: nn.Module, num_classes: int, seed: int | None = None) -> None:
         super().__init__()
         self.encoder = encoder
         self.linear = nn.Linear(encoder.embed_dim, num_classes)
+        if seed is not None:
+            seeded_linear_init(self.linear, torch.Generator().manual_seed(seed))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.linear(self.encoder(x))
+
+
+def seeded_linear_init(linear: nn.Linear, generator: torch.Generator) -> None:
+    """nn.Linear's own initialisation drawn from `generator`, not the global random state, so
+    that a fine-tune with a given seed is the same whatever ran before it in the process."""
+    bound = 1 / math.sqrt(linear.in_features)
+    with torch.no_grad():
+        nn.init.kaiming_uniform_(linear.weight, a=math.sqrt(5), generator=generator)
+        if linear.bias is not None:
+            nn.init.uniform_(linear.bias, -bound, bound, generator=generator)
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -80,11 +80,12 @@ def finetune(
 ) -> dict:
     """Train encoder + Linear(embed, classes) end to end; train accuracy per epoch, then test.
 
-    The encoder is copied, so the caller's stays as it was. With `min_steps`, small label sets
+    The encoder is copied, so the caller's stays as it was; the new linear layer is drawn from
+    `cfg.seed`, so one seed gives one result whatever ran before. With `min_steps`, small label sets
     get more epochs so that every arm of a comparison takes the same number of steps. With
     `checkpoint`, the state is saved after every epoch and `resume` continues from it exactly.
     """
-    model = Classifier(copy.deepcopy(encoder), train.num_classes).to(device)
+    model = Classifier(copy.deepcopy(encoder), train.num_classes, seed=cfg.seed).to(device)
     encoder_params = list(model.encoder.parameters())
     anchors = [p.detach().clone() for p in encoder_params] if cfg.anchor else []
     pull = anchor_pull(cfg.anchor, len(train))
