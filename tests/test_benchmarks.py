@@ -55,3 +55,27 @@ def test_epoch_ratio_benchmark_runs_and_prints_json():
     assert images > 0 and images % (2 * 256) == 0
     expected = seconds / (images / repeat["model_images_per_s"])
     assert abs(ratio - expected) < 0.01 * expected
+
+
+def test_self_training_benchmark_runs_and_prints_json(tiny_data, tmp_path):
+    from pretext.config import PretrainConfig
+    from pretext.train import pretrain
+
+    run_dir = tmp_path / "run"
+    cfg = PretrainConfig(
+        data_dir=str(tiny_data), out=str(run_dir), epochs=1, batch_size=16, threads=1,
+        knn_monitor=0,
+    )  # fmt: skip
+    pretrain(cfg)
+    report = run_benchmark(
+        "self_training.py",
+        "--run", str(run_dir),
+        "--labels", "10", "--seeds", "1", "--epochs", "1", "--min-steps", "2",
+        "--threads", "1",
+    )  # fmt: skip
+    assert report["train"] + report["validation"] == 64 and report["validation"] == 10
+    (seed,) = report["seeds"]
+    for arm in ("pretrained", "scratch"):
+        for key in ("finetuned", "self_trained", "confident"):
+            assert 0 <= seed[arm][key] <= 1
+        assert report["mean"][f"{arm}_self_trained"] == seed[arm]["self_trained"]
