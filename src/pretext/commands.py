@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from pretext import distributed
+from pretext.allocator import phase
 from pretext.augment import make_views, preset, to_unit
 from pretext.checkpoint import read_json, read_jsonl, write_json, write_npz, write_text_atomic
 from pretext.config import (
@@ -124,6 +125,7 @@ def finetune_command(
     return result
 
 
+@phase
 def evaluate_command(
     run_dir: str | Path,
     dataset: str | None = None,

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from pretext import distributed
-from pretext.allocator import keep_freed_memory
+from pretext.allocator import keep_freed_memory, phase
 from pretext.augment import Augmentation, make_views, preset
 from pretext.checkpoint import (
     load_checkpoint,
@@ -152,6 +152,7 @@ def pretrain_step(
     return loss.detach()
 
 
+@phase
 def pretrain(cfg: PretrainConfig, log=print) -> dict:
     """Pretrain an encoder without labels; writes config, metrics and checkpoints to cfg.out.
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from pretext.allocator import phase
 from pretext.augment import Augmentation, make_view, preset, to_input
 from pretext.checkpoint import load_checkpoint, load_state_checked, save_checkpoint
 from pretext.config import FinetuneConfig, LinearProbeConfig
@@ -26,9 +27,11 @@ def extract_features(
     images: torch.Tensor,
     aug: Augmentation,
     device: torch.device,
-    batch_size: int = 4096,
+    batch_size: int = 1024,
 ) -> torch.Tensor:
-    """Embeddings of uint8 images in large no-grad batches (eval mode)."""
+    """Embeddings of uint8 images in large no-grad batches (eval mode). On 2 CPU cores, 60,000
+    MNIST images through the cnn took 0.55 s in batches of 1,024 against 0.59-0.68 s in batches
+    of 4,096, whose im2col buffers (about 0.5 GB) set the peak memory of evaluation."""
     was_training = encoder.training
     encoder.eval()
     parts = [
@@ -67,6 +70,7 @@ def pull_toward(params: list[torch.Tensor], anchors: list[torch.Tensor], fractio
     torch._foreach_lerp_(params, anchors, fraction)
 
 
+@phase
 def finetune(
     encoder: torch.nn.Module,
     train: ImageSet,

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from pretext.allocator import phase
 from pretext.augment import make_view, preset
 from pretext.config import ClusterConfig
 from pretext.data import epoch_order
@@ -56,6 +57,7 @@ def scan_loss(
     return consistency - entropy_weight * entropy
 
 
+@phase
 def train_clusters(
     encoder: torch.nn.Module,
     images: torch.Tensor,
@@ -77,8 +79,7 @@ def train_clusters(
         f"mined {cfg.neighbours} neighbours of {len(images)} images "
         f"({time.perf_counter() - started:.1f}s)"
     )
-    torch.manual_seed(cfg.seed)
-    model = Classifier(copy.deepcopy(encoder), cfg.clusters).to(device)
+    model = Classifier(copy.deepcopy(encoder), cfg.clusters, seed=cfg.seed).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     generator = torch.Generator(device).manual_seed(cfg.seed)
     batch = min(cfg.batch_size, len(images))
