@@ -100,3 +100,21 @@ def test_one_seed_gives_one_finetune_whatever_ran_before():
         encoder, data, data, replace(cfg, seed=1), torch.device("cpu"), log=lambda *_: None
     )
     assert not torch.equal(other["model"].linear.weight, runs[0]["linear.weight"])
+
+
+def test_linear_probe_is_seeded_without_touching_the_global_random_state():
+    from pretext.config import LinearProbeConfig
+    from pretext.evaluate.classify import linear_probe
+
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(300, 20, generator=gen), torch.randint(0, 3, (300,), generator=gen)
+    cfg = LinearProbeConfig(epochs=2, batch_size=64)
+    results = []
+    for global_seed in (1, 2):
+        torch.manual_seed(global_seed)
+        results.append(linear_probe(x[:200], y[:200], x[200:], y[200:], cfg, seed=4))
+        after = torch.rand(1)
+        torch.manual_seed(global_seed)
+        assert torch.equal(after, torch.rand(1))  # the caller's stream went on untouched
+    keys = ("train_accuracy", "test_accuracy")
+    assert [results[0][k] for k in keys] == [results[1][k] for k in keys]

@@ -225,22 +225,26 @@ class Classifier(nn.Module):
     def __init__(self, encoder: nn.Module, num_classes: int, seed: int | None = None) -> None:
         super().__init__()
         self.encoder = encoder
-        self.linear = nn.Linear(encoder.embed_dim, num_classes)
-        if seed is not None:
-            seeded_linear_init(self.linear, torch.Generator().manual_seed(seed))
+        if seed is None:
+            self.linear = nn.Linear(encoder.embed_dim, num_classes)
+        else:
+            self.linear = seeded_linear(encoder.embed_dim, num_classes, seed)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.linear(self.encoder(x))
 
 
-def seeded_linear_init(linear: nn.Linear, generator: torch.Generator) -> None:
-    """nn.Linear's own initialisation drawn from `generator`, not the global random state, so
-    that a fine-tune with a given seed is the same whatever ran before it in the process."""
-    bound = 1 / math.sqrt(linear.in_features)
+def seeded_linear(in_features: int, out_features: int, seed: int) -> nn.Linear:
+    """nn.Linear with its own initialisation drawn from `seed`, never from (nor advancing) the
+    global random state, so that a fine-tune or probe with a given seed is the same whatever ran
+    before it in the process, and leaves the caller's random stream as it was."""
+    linear = torch.nn.utils.skip_init(nn.Linear, in_features, out_features)
+    generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         nn.init.kaiming_uniform_(linear.weight, a=math.sqrt(5), generator=generator)
-        if linear.bias is not None:
-            nn.init.uniform_(linear.bias, -bound, bound, generator=generator)
+        bound = 1 / math.sqrt(in_features)
+        nn.init.uniform_(linear.bias, -bound, bound, generator=generator)
+    return linear
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -17,7 +17,7 @@ from pretext.augment import Augmentation, make_view, preset, to_input
 from pretext.checkpoint import load_checkpoint, load_state_checked, save_checkpoint
 from pretext.config import FinetuneConfig, LinearProbeConfig
 from pretext.data import ImageSet, epoch_order
-from pretext.models import Classifier
+from pretext.models import Classifier, seeded_linear
 from pretext.progress import step_bar
 
 
@@ -183,8 +183,7 @@ def linear_probe(
     num_classes = int(train_y.max()) + 1
     mean, std = train_x.mean(0), train_x.std(0) + 1e-6
     train_x, test_x = (train_x - mean) / std, (test_x - mean) / std
-    torch.manual_seed(seed)
-    linear = torch.nn.Linear(train_x.shape[1], num_classes).to(device)
+    linear = seeded_linear(train_x.shape[1], num_classes, seed).to(device)
     optimizer = torch.optim.Adam(linear.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(train_x) / cfg.batch_size)
     total = cfg.epochs * steps_per_epoch
