@@ -10,9 +10,9 @@ free blocks, and the peak memory of a full `pretext run` varied from run to run 
 past 2 GiB. Linux/glibc only; elsewhere a no-op.
 
 The price: what one phase frees (training steps) stays resident through the next (features in
-large batches, retrieval chunks), whose blocks have other sizes, so the heap can grow past both:
-the same `pretext run --dataset fashion-mnist --augment objects` peaked at 2,548 MiB in one run
-and 978 MiB (sampled every 0.1 s) in the next. `release_freed_memory` (malloc_trim) hands every
+large batches, retrieval chunks), whose blocks have other sizes; the same `pretext run --dataset
+fashion-mnist --augment objects` peaked at 2,548 MiB in one run and 978 MiB (sampled every 0.1 s)
+in the next. `release_freed_memory` (malloc_trim) hands every
 free page back; `@phase` does it when a phase's function returns.
 """
 
@@ -43,8 +43,6 @@ def keep_freed_memory(threshold: int = 1 << 30) -> bool:
     global _done
     if _done:
         return True
-    if not sys.platform.startswith("linux"):
-        return False
     mallopt = getattr(_libc(), "mallopt", None)
     if mallopt is None:
         return False

@@ -6,11 +6,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from pretext.allocator import phase
 from pretext.matmul import product_transposed
 
 
-@phase
 def retrieval_metrics(
     database: torch.Tensor,
     database_labels: torch.Tensor,
