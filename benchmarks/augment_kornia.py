@@ -14,7 +14,9 @@ import json
 from dataclasses import replace
 
 import torch
-from throughput import interleaved, sync  # benchmarks/ is on sys.path when run as a script
+
+# benchmarks/ is on sys.path when run as a script
+from throughput import environment, interleaved, sync
 
 from pretext.allocator import keep_freed_memory
 from pretext.augment import make_views, preset
@@ -86,8 +88,7 @@ def main() -> None:
         json.dumps(
             {
                 "device": str(device),
-                "threads": torch.get_num_threads(),
-                "torch": torch.__version__,
+                **environment(),
                 "kornia": kornia_module.__version__,
                 "results": rows,
             },

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from pathlib import Path
 
 import torch
+from throughput import environment  # benchmarks/ is on sys.path when run as a script
 
 from pretext.augment import preset
 from pretext.config import LinearProbeConfig, PretrainConfig
@@ -99,8 +99,7 @@ def main() -> None:
                 "encoder": args.encoder,
                 "epochs": args.epochs,
                 "device": str(device),
-                "threads": torch.get_num_threads(),
-                "machine": platform.machine(),
+                **environment(),
                 "results": rows,
             },
             indent=2,

@@ -18,6 +18,7 @@ import statistics
 import time
 
 import torch
+from throughput import environment  # benchmarks/ is on sys.path when run as a script
 
 from pretext.allocator import keep_freed_memory
 from pretext.augment import make_views, preset
@@ -115,7 +116,7 @@ def main() -> None:
         json.dumps(
             {
                 "batch_size": batch,
-                "threads": torch.get_num_threads(),
+                **environment(),
                 "ms_per_step": medians,
                 "head_and_loss_share": round(medians["fixed_views"] / model_ms - 1, 3),
                 "views_in_step_share": round(
