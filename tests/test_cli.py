@@ -119,6 +119,25 @@ def test_augment_writes_a_png(tiny_data, tmp_path):
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_picture_outputs_refuse_a_format_they_cannot_write(tiny_data, tmp_path, capsys):
+    out = tmp_path / "views.txt"
+    assert main(["augment", "--data-dir", str(tiny_data), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pretext: error:") and ".txt" in err and ".png" in err
+    assert len(err.strip().splitlines()) == 1 and not out.exists()
+
+
+def test_the_machine_refusing_a_write_is_one_line(tiny_data, tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    out = blocker / "views.png"  # a folder would have to be made inside a file
+    assert main(["augment", "--data-dir", str(tiny_data), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("pretext: error:") and "a-file" in err
+    assert len(err.strip().splitlines()) == 1
+    assert blocker.read_text() == "not a folder"
+
+
 def test_commands_on_a_directory_that_is_not_a_run(tmp_path, capsys):
     missing = tmp_path / "no-run"
     finetune = ["finetune", "--out", str(missing)]

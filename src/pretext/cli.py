@@ -423,6 +423,9 @@ def main(argv: list[str] | None = None) -> int:
     except PretextError as exc:
         print(f"pretext: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # the machine's refusals: no space, no permission, a read-only disk
+        print(f"pretext: error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(
             "pretext: interrupted; the last checkpoint is kept (continue with --resume)",

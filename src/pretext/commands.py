@@ -259,8 +259,9 @@ def augment_grid(
     seed: int = 0,
 ) -> Path:
     """A PNG grid: each row one image, its original then `views` random views."""
-    from pretext.report.plots import pixels, plt, save
+    from pretext.report.plots import picture_path, pixels, plt, save
 
+    out = picture_path(out)
     data = load_dataset(dataset, "train", data_dir)
     aug = preset(augment)
     batch = data.images[: min(images, len(data))]
@@ -280,7 +281,7 @@ def augment_grid(
             if r == 0:
                 axes[r][c].set_title("original" if c == 0 else f"view {c}", fontsize=8)
     fig.suptitle(f"{dataset}: augmentation '{augment}'", fontsize=9)
-    return save(fig, Path(out))
+    return save(fig, out)
 
 
 def study_command(
@@ -488,9 +489,11 @@ def search_command(
     import torch.nn.functional as F
 
     from pretext.config import load_pretrain_config
-    from pretext.report.plots import retrieval_strip
+    from pretext.report.plots import picture_path, retrieval_strip
 
     index_dir = Path(index_dir)
+    if out is not None:
+        out = picture_path(out)
     try:
         meta = json.loads((index_dir / "index.json").read_text())
         with np.load(index_dir / "embeddings.npz") as archive:
@@ -528,7 +531,7 @@ def search_command(
             f"#{row['rank']:>2}  index {row['index']:>6}  label {row['label']}  "
             f"similarity {row['similarity']:.3f}"
         )
-    strip = Path(out) if out is not None else index_dir / f"search-{Path(query).stem}.png"
+    strip = out if out is not None else index_dir / f"search-{Path(query).stem}.png"
     retrieval_strip(
         image, query_label, database.images[top.indices], [str(r["label"]) for r in results], strip
     )

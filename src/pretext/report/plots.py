@@ -10,6 +10,22 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from matplotlib.backend_bases import FigureCanvasBase  # noqa: E402
+
+from pretext.errors import PretextError  # noqa: E402
+
+
+def picture_path(path: str | Path) -> Path:
+    """`path` as a figure file, checked before any work: its suffix must name a format
+    matplotlib writes (png, pdf, svg, jpg, ...)."""
+    path = Path(path)
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if path.suffix[1:].lower() not in formats:
+        raise PretextError(
+            f"{path}: cannot write a picture as {path.suffix or 'a file without a suffix'}; "
+            f"use one of .{', .'.join(sorted(formats))}"
+        )
+    return path
 
 
 def save(fig, path: Path) -> Path:
