@@ -110,8 +110,8 @@ def main() -> None:
     for seed in range(args.seeds):
         subset = train.subset(stratified_subset(train.labels, args.labels, seed))
         cfg = replace(ft, seed=seed)
-        torch.manual_seed(10_000 + seed)  # as `pretext study` builds its scratch encoders
-        scratch = build_encoder(pre.encoder, train.images.shape[1])
+        # seeded as `pretext study` seeds its scratch encoders
+        scratch = build_encoder(pre.encoder, train.images.shape[1], seed=10_000 + seed)
         arms = {
             "pretrained": finetune(encoder, subset, validation, cfg, device, quiet)["model"],
             "scratch": finetune(scratch, subset, validation, scratch_finetune(cfg), device, quiet)[

@@ -147,3 +147,17 @@ def test_seeded_classifier_head_is_nn_linear_drawn_from_its_own_generator():
     head = Classifier(build_encoder("cnn"), 10, seed=5).linear
     assert torch.equal(head.weight, reference.weight)
     assert torch.equal(head.bias, reference.bias)
+
+
+def test_seeded_encoder_is_manual_seed_weights_without_touching_the_global_state():
+    torch.manual_seed(7)
+    reference = build_encoder("cnn")
+    torch.manual_seed(123)
+    before = torch.random.get_rng_state()
+    seeded = build_encoder("cnn", seed=7)
+    assert torch.equal(torch.random.get_rng_state(), before)  # the caller's stream is untouched
+    want = reference.state_dict()
+    for name, got in seeded.state_dict().items():
+        assert torch.equal(got, want[name]), name
+    other = build_encoder("cnn", seed=8).state_dict()
+    assert not torch.equal(other["conv1.weight"], seeded.state_dict()["conv1.weight"])

@@ -60,8 +60,7 @@ def encoder_for(
     device: torch.device,
 ) -> torch.nn.Module:
     if from_scratch:
-        torch.manual_seed(seed)
-        return build_encoder(encoder, channels).to(device)
+        return build_encoder(encoder, channels, seed=seed).to(device)
     require_pretrained_run(run_dir)
     return load_encoder(run_dir, device)
 
@@ -166,8 +165,7 @@ def evaluate_command(
     )
     update_metrics(run_dir, linear_probe=probe, knn=knn, retrieval=retrieval)
     draw_run_pictures(run_dir, test_x[:2000], test.labels[:2000], pre.seed)
-    torch.manual_seed(pre.seed + 1)
-    scratch = build_encoder(pre.encoder, train.images.shape[1]).to(dev)
+    scratch = build_encoder(pre.encoder, train.images.shape[1], seed=pre.seed + 1).to(dev)
     few = few_label_comparison(
         encoder,
         scratch,
@@ -332,8 +330,7 @@ def study_command(
     encoder = load_encoder(run_dir, dev)
 
     def make_scratch(seed: int) -> torch.nn.Module:
-        torch.manual_seed(10_000 + seed)
-        return build_encoder(pre.encoder, train.images.shape[1]).to(dev)
+        return build_encoder(pre.encoder, train.images.shape[1], seed=10_000 + seed).to(dev)
 
     rows = run_study(encoder, make_scratch, train, test, cfg, dev, log)
     write_json(out / "study.json", rows)

@@ -191,8 +191,18 @@ ENCODERS = {
 }
 
 
-def build_encoder(name: str, in_channels: int = 1, image_size: int = 28) -> nn.Module:
-    """An encoder by name; `cnn` and `cnn-wide` need 28x28 inputs (their fc layer is fixed)."""
+def build_encoder(
+    name: str, in_channels: int = 1, image_size: int = 28, seed: int | None = None
+) -> nn.Module:
+    """An encoder by name; `cnn` and `cnn-wide` need 28x28 inputs (their fc layer is fixed).
+
+    With `seed`, its random initialisation is the one `torch.manual_seed(seed)` would give, drawn
+    without changing the caller's global random state (the from-scratch baselines: the same
+    weights for a seed whatever ran before, and nothing else in the process disturbed)."""
+    if seed is not None:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return build_encoder(name, in_channels, image_size)
     if name not in ENCODERS:
         raise PretextError(f"unknown encoder {name!r}: use one of {', '.join(ENCODERS)}")
     if name.startswith("cnn") and image_size != 28:
