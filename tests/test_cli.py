@@ -117,6 +117,9 @@ def test_augment_writes_a_png(tiny_data, tmp_path):
     out = tmp_path / "views.png"
     assert main(["augment", "--data-dir", str(tiny_data), "--out", str(out)]) == 0
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    resized = tmp_path / "views-14.png"  # as pretraining with --image-size 14 sees them
+    command = ["augment", "--data-dir", str(tiny_data), "--image-size", "14", "--out", str(resized)]
+    assert main(command) == 0 and resized.read_bytes()[:4] == b"\x89PNG"
 
 
 def test_picture_outputs_refuse_a_format_they_cannot_write(tiny_data, tmp_path, capsys):

@@ -161,3 +161,15 @@ def test_seeded_encoder_is_manual_seed_weights_without_touching_the_global_state
         assert torch.equal(got, want[name]), name
     other = build_encoder("cnn", seed=8).state_dict()
     assert not torch.equal(other["conv1.weight"], seeded.state_dict()["conv1.weight"])
+
+
+def test_loading_a_saved_encoder_leaves_the_global_random_state(pretrained_run):
+    from pretext.train import load_encoder
+
+    torch.manual_seed(3)
+    before = torch.random.get_rng_state()
+    first = load_encoder(pretrained_run)
+    assert torch.equal(torch.random.get_rng_state(), before)
+    second = load_encoder(pretrained_run)
+    for name, value in first.state_dict().items():
+        assert torch.equal(value, second.state_dict()[name]), name

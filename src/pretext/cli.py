@@ -197,7 +197,12 @@ def cmd_augment(args) -> None:
     from pretext.commands import augment_grid
 
     path = augment_grid(
-        args.dataset or "mnist", args.data_dir, args.out, args.augment, seed=args.seed
+        args.dataset or "mnist",
+        args.data_dir,
+        args.out,
+        args.augment,
+        seed=args.seed,
+        image_size=args.image_size,
     )
     print(f"wrote {path}")
 
@@ -403,6 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--augment", default="default", help="preset: default, seed, light")
     p.add_argument("--out", default="views.png")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--image-size", type=int, default=None, help="resize every image to N x N")
     p.set_defaults(func=cmd_augment)
     return parser
 

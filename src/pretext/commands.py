@@ -236,7 +236,14 @@ def run(cfg: RunConfig, log=print) -> dict:
         log=log,
     )
     metrics = evaluate_command(out, cfg=cfg, device=pre.device, log=log)
-    augment_grid(pre.dataset, pre.data_dir, out / "views.png", pre.augment, seed=pre.seed)
+    augment_grid(
+        pre.dataset,
+        pre.data_dir,
+        out / "views.png",
+        pre.augment,
+        seed=pre.seed,
+        image_size=pre.image_size,
+    )
     metrics = update_metrics(out, seconds=round(time.perf_counter() - started, 1))
     report_command(out)
     log(
@@ -255,12 +262,14 @@ def augment_grid(
     images: int = 8,
     views: int = 6,
     seed: int = 0,
+    image_size: int | None = None,
 ) -> Path:
-    """A PNG grid: each row one image, its original then `views` random views."""
+    """A PNG grid: each row one image, its original then `views` random views (of the images
+    resized to `image_size`, as pretraining with that option sees them)."""
     from pretext.report.plots import picture_path, pixels, plt, save
 
     out = picture_path(out)
-    data = load_dataset(dataset, "train", data_dir)
+    data = load_dataset(dataset, "train", data_dir, image_size=image_size)
     aug = preset(augment)
     batch = data.images[: min(images, len(data))]
     gen = torch.Generator().manual_seed(seed)

@@ -346,6 +346,6 @@ def load_encoder(run_dir: str | Path, device: torch.device | str = "cpu") -> tor
     cfg = load_pretrain_config(run_dir)
     state = load_checkpoint(run_dir / CHECKPOINT, device)
     channels = state["encoder"][next(iter(state["encoder"]))].shape[1]
-    encoder = build_encoder(cfg.encoder, channels)
+    encoder = build_encoder(cfg.encoder, channels, seed=0)  # weights replaced: no global draw
     load_state_checked(encoder, state["encoder"], "encoder")
     return encoder.to(device)
