@@ -31,18 +31,29 @@ def add_data_options(p: argparse.ArgumentParser) -> None:
 def add_pretrain_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=None, help="run directory (default runs/<dataset>)")
     p.add_argument("--recipe", default="default", help="seed (the original write-up) or default")
-    p.add_argument("--method", default=None, help="self-supervised method (simclr)")
+    p.add_argument(
+        "--method",
+        default=None,
+        help="self-supervised method: simclr (default), moco, nnclr, byol, simsiam, barlow, "
+        "vicreg, dino",
+    )
     p.add_argument("--encoder", default=None, help="cnn, cnn-wide or convnet")
-    p.add_argument("--augment", default=None, help="augmentation preset for pretraining")
+    p.add_argument(
+        "--augment",
+        default=None,
+        help="views for pretraining: default (digits), objects, light, none, seed",
+    )
     p.add_argument(
         "--image-size",
         type=int,
         default=None,
         help="resize every image to N x N (default: as stored; a folder: its first image's size)",
     )
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--epochs", type=int, default=None, help="default: the recipe's (40; seed 10)")
+    p.add_argument(
+        "--batch-size", type=int, default=None, help="default: the recipe's (256; seed 32)"
+    )
+    p.add_argument("--lr", type=float, default=None, help="default: the recipe's (2e-3; seed 1e-4)")
     p.add_argument("--optimizer", default=None, help="adam, sgd or lars")
     p.add_argument("--weight-decay", type=float, default=None)
     p.add_argument("--warmup-epochs", type=float, default=None)
@@ -369,11 +380,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_options(p)
     p.add_argument("--out", required=True, help="run directory with a pretrained encoder")
     p.add_argument("--clusters", type=int, default=None, help="number of clusters (default 10)")
-    p.add_argument("--neighbours", type=int, default=None, help="neighbours mined per image")
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--entropy-weight", type=float, default=None)
+    p.add_argument("--neighbours", type=int, default=None, help="neighbours per image (default 20)")
+    p.add_argument("--epochs", type=int, default=None, help="default 10")
+    p.add_argument("--batch-size", type=int, default=None, help="default 256")
+    p.add_argument("--lr", type=float, default=None, help="default 1e-3")
+    p.add_argument("--entropy-weight", type=float, default=None, help="default 2.0")
     p.add_argument("--seed", type=int, default=None)
     p.set_defaults(func=cmd_cluster)
 
