@@ -17,65 +17,19 @@ Prints one JSON object: per seed, each arm's validation accuracy before and afte
 from __future__ import annotations
 
 import argparse
-import copy
 import json
-import math
-import time
 from dataclasses import replace
 
 import torch
-import torch.nn.functional as F
 from throughput import environment
 
-from pretext.augment import make_view, preset, to_input
-from pretext.config import load_pretrain_config, recipe, scratch_finetune
-from pretext.data import ImageSet, epoch_order, load_dataset, stratified_subset
+from pretext.augment import preset
+from pretext.config import SelfTrainConfig, load_pretrain_config, recipe, scratch_finetune
+from pretext.data import load_dataset, stratified_subset
 from pretext.evaluate.classify import accuracy, finetune
+from pretext.evaluate.selftrain import self_train
 from pretext.models import build_encoder
 from pretext.train import load_encoder
-
-
-def self_train(
-    model: torch.nn.Module,
-    unlabelled: torch.Tensor,
-    labelled: ImageSet,
-    epochs: int,
-    lr: float,
-    threshold: float,
-    seed: int,
-    batch_size: int = 256,
-    labelled_batch: int = 64,
-) -> tuple[torch.nn.Module, float]:
-    """A copy of `model` trained on its own confident predictions; returns it and the fraction
-    of unlabelled images whose prediction passed the threshold (over all steps)."""
-    plain, strong = preset("none"), preset("default")
-    model = copy.deepcopy(model).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    generator = torch.Generator().manual_seed(seed)
-    steps_per_epoch = math.ceil(len(unlabelled) / batch_size)
-    total, step, confident = epochs * steps_per_epoch, 0, 0.0
-    for epoch in range(epochs):
-        order = epoch_order(len(unlabelled), seed, epoch)
-        for i in range(steps_per_epoch):
-            images = unlabelled.index_select(0, order[i * batch_size : (i + 1) * batch_size])
-            with torch.no_grad():
-                sure, target = F.softmax(model(to_input(images, plain)), 1).max(1)
-                keep = (sure >= threshold).float()
-            confident += float(keep.sum())
-            pick = torch.randint(0, len(labelled), (labelled_batch,), generator=generator)
-            views = make_view(torch.cat([images, labelled.images[pick]]), strong, generator)
-            logits = model(views)
-            own = F.cross_entropy(logits[: len(images)], target, reduction="none")
-            loss = (own * keep).mean() + F.cross_entropy(
-                logits[len(images) :], labelled.labels[pick]
-            )
-            for group in optimizer.param_groups:
-                group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / total))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            step += 1
-    return model, confident / (epochs * len(unlabelled))
 
 
 def main() -> None:
@@ -119,16 +73,16 @@ def main() -> None:
             ],
         }
         row = {"seed": seed}
+        st_cfg = SelfTrainConfig(
+            epochs=args.epochs, lr=args.lr, threshold=args.threshold, seed=seed
+        )
         for name, model in arms.items():
-            started = time.perf_counter()
-            trained, confident = self_train(
-                model, train.images, subset, args.epochs, args.lr, args.threshold, seed
-            )
+            trained = self_train(model, train.images, subset, st_cfg, device, quiet)
             row[name] = {
                 "finetuned": accuracy(model, validation, eval_views, device),
-                "self_trained": accuracy(trained, validation, eval_views, device),
-                "confident": round(confident, 4),
-                "seconds": round(time.perf_counter() - started, 1),
+                "self_trained": accuracy(trained["model"], validation, eval_views, device),
+                "confident": round(trained["confident"], 4),
+                "seconds": round(trained["seconds"], 1),
             }
         rows.append(row)
     mean = lambda arm, key: sum(r[arm][key] for r in rows) / len(rows)  # noqa: E731

@@ -90,6 +90,15 @@ def test_pretrain_then_finetune_and_scratch_through_the_cli(tiny_data, tmp_path,
     assert main(["finetune", *common, "--from-scratch", "--out", str(out), "--epochs", "1"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["finetune"]["labels"] == 20 and metrics["finetune_scratch"]["from_scratch"]
+    assert "self_training" not in metrics["finetune"]
+    again = ["finetune", *common, "--out", str(out), "--epochs", "1", "--labels", "20"]
+    assert main([*again, "--min-steps", "0", "--self-train", "1"]) == 0
+    assert "self-train epoch 1/1" in capsys.readouterr().out
+    tuned = json.loads((out / "metrics.json").read_text())["finetune"]
+    assert tuned["self_training"]["epochs"] == 1 and 0 <= tuned["self_training"]["confident"] <= 1
+    assert 0 <= tuned["finetuned_test_accuracy"] <= 1 and 0 <= tuned["test_accuracy"] <= 1
+    assert main([*again, "--self-train", "-1"]) != 0
+    assert "--self-train needs at least 1 pass" in capsys.readouterr().err
 
 
 def test_existing_run_is_not_overwritten(tiny_data, tmp_path, capsys):

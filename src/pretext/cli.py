@@ -10,7 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from pretext import __version__, distributed
-from pretext.config import FinetuneConfig, RunConfig, override, recipe
+from pretext.config import FinetuneConfig, RunConfig, SelfTrainConfig, override, recipe
 from pretext.errors import PretextError
 
 
@@ -195,6 +195,9 @@ def cmd_finetune(args) -> None:
         device=args.device or "auto",
         limit_train=args.limit_train,
         resume=args.resume,
+        self_train=SelfTrainConfig(epochs=args.self_train, seed=cfg.seed)
+        if args.self_train
+        else None,
     )
 
 
@@ -344,6 +347,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume", action="store_true", help="continue RUN_DIR's fine-tuning checkpoint"
     )
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument(
+        "--self-train",
+        type=int,
+        default=0,
+        metavar="PASSES",
+        help="then learn from all training images, labelled or not, for PASSES passes "
+        "(FixMatch: the model's confident predictions on plain images are targets for strong "
+        "views); run it on the --from-scratch baseline too before crediting pretraining",
+    )
     p.set_defaults(func=cmd_finetune)
 
     p = sub.add_parser(

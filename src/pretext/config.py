@@ -75,6 +75,22 @@ class FinetuneConfig:
     seed: int = 0
 
 
+@dataclass(frozen=True)
+class SelfTrainConfig:
+    """After a few-label fine-tune, the classifier goes on learning from every training image,
+    labelled or not (FixMatch, Sohn et al. 2020): its own prediction on the plain image, where
+    at least `threshold` sure, is the target for a strongly augmented view, beside a batch of
+    the labelled images. Settings as measured on MNIST's validation split (BENCHMARKS.md)."""
+
+    epochs: int = 10  # passes over all training images
+    lr: float = 3e-3  # Adam, cosine decay to 0
+    threshold: float = 0.95
+    batch_size: int = 256  # unlabelled images per step
+    labelled_batch: int = 64  # labelled images per step, drawn at random
+    augment: str = "default"  # the strong views
+    seed: int = 0
+
+
 def scratch_finetune(cfg: FinetuneConfig) -> FinetuneConfig:
     """The fine-tuning of the from-scratch baseline: the same steps, augmentation and learning
     rate, without the pull toward the starting weights, which for random weights is only a
