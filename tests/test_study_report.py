@@ -63,6 +63,36 @@ def test_gain_table_pairs_each_method_with_scratch_by_seed():
     assert lines[2].startswith("| 10 | +5.00 [-58.53, +68.53] | -2.50 [")
 
 
+def test_self_trained_arms_are_compared_with_their_own_control():
+    from pretext.evaluate.study import gain_table
+
+    def row(method, values):
+        return {"labels": 10, "method": method, "values": values}
+
+    rows = [
+        row("finetune", [0.5, 0.7]),
+        row("scratch", [0.4, 0.7]),
+        row("finetune+self", [0.6, 0.8]),
+        row("scratch+self", [0.6, 0.6]),
+    ]
+    lines = gain_table(rows)
+    assert lines[0] == "| labels | finetune − scratch | finetune+self − scratch+self |"
+    # finetune+self against scratch+self: differences 0.0, 0.2 -> +10.00 points
+    assert lines[2].startswith("| 10 | +5.00 [-58.53, +68.53] | +10.00 [")
+
+
+def test_study_self_trains_both_arms(pretrained_run):
+    rows = study_command(pretrained_run, labels=(20,), seeds=1, min_steps=2, self_train=1)
+    methods = {r["method"]: r for r in rows}
+    assert set(methods) == {"linear", "finetune", "knn", "scratch", "finetune+self", "scratch+self"}
+    assert all(0.0 <= r["mean"] <= 1.0 for r in rows)
+    table = (pretrained_run / "study.md").read_text()
+    assert table.startswith(
+        "| labels | linear | finetune | knn | finetune+self | scratch | scratch+self |"
+    )
+    assert "finetune+self − scratch+self" in table and "scratch+self is the control" in table
+
+
 def test_report_embeds_its_images(pretrained_run):
     from pretext.commands import draw_run_pictures
 

@@ -253,6 +253,7 @@ def cmd_study(args) -> None:
         args.device or "auto",
         args.min_steps,
         args.cluster,
+        args.self_train,
     )
 
 
@@ -385,6 +386,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--cluster",
         action="store_true",
         help="also: clusters found without labels (as 'pretext cluster'), named by the labels",
+    )
+    p.add_argument(
+        "--self-train",
+        type=int,
+        default=0,
+        metavar="PASSES",
+        help="also: both fine-tuned arms after PASSES passes of self-training on all training "
+        "images (finetune+self, and its control scratch+self)",
     )
     p.set_defaults(func=cmd_study)
 

@@ -329,13 +329,16 @@ def study_command(
     device: str = "auto",
     min_steps: int | None = None,
     cluster: bool = False,
+    self_train: int = 0,
     log=print,
 ) -> list[dict]:
     """Few-label study of a run's encoder -> study.json, study.md, study.png in `out`. With
-    `cluster`, also clusters found without labels and named by each labelled subset."""
+    `cluster`, also clusters found without labels and named by each labelled subset; with
+    `self_train` passes, also both fine-tuned arms after self-training on all training images."""
     from pretext.config import load_pretrain_config, recipe
     from pretext.evaluate.study import (
         METHODS,
+        SELF_TRAINED,
         StudyConfig,
         finetune_protocol,
         run_study,
@@ -345,6 +348,8 @@ def study_command(
 
     if seeds < 1:
         raise PretextError(f"--seeds must be >= 1, got {seeds}")
+    if self_train < 0:
+        raise PretextError(f"--self-train must be >= 0 passes, got {self_train}")
     run_dir = Path(run_dir)
     out = Path(out) if out is not None else run_dir
     pre = load_pretrain_config(run_dir)
@@ -357,8 +362,9 @@ def study_command(
         linear=base.linear,
         knn_k=base.knn_k,
         knn_temperature=base.knn_temperature,
-        methods=METHODS + (("cluster",) if cluster else ()),
+        methods=METHODS + (("cluster",) if cluster else ()) + (SELF_TRAINED if self_train else ()),
         clustering=ClusterConfig(augment=pre.augment),
+        self_training=SelfTrainConfig(epochs=max(self_train, 1)),
     )
     dev = resolve_device(device)
     train, test = labelled_splits(

@@ -1,7 +1,9 @@
 """The few-label study: for each label budget and seed, the same stratified subset trains a
 linear probe, a fine-tuned copy and a kNN classifier on the pretrained encoder, and the same
 architecture from scratch (same steps, same augmentation). Test accuracy of the last epoch.
-Optionally (`cluster`), clusters found once without labels are named by the labelled subset."""
+Optionally (`cluster`), clusters found once without labels are named by the labelled subset;
+and (`finetune+self`, `scratch+self`) each fine-tuned arm goes on to self-train on all training
+images, the scratch arm's being the control that says what the unlabelled images alone give."""
 
 from __future__ import annotations
 
@@ -11,9 +13,15 @@ from dataclasses import dataclass, replace
 import torch
 
 from pretext.augment import preset
-from pretext.config import ClusterConfig, FinetuneConfig, LinearProbeConfig, scratch_finetune
+from pretext.config import (
+    ClusterConfig,
+    FinetuneConfig,
+    LinearProbeConfig,
+    SelfTrainConfig,
+    scratch_finetune,
+)
 from pretext.data import ImageSet, stratified_subset
-from pretext.evaluate.classify import extract_features, finetune, linear_probe
+from pretext.evaluate.classify import accuracy, extract_features, finetune, linear_probe
 from pretext.evaluate.cluster import (
     assign_clusters,
     cluster_probabilities,
@@ -22,9 +30,13 @@ from pretext.evaluate.cluster import (
     train_clusters,
 )
 from pretext.evaluate.knn import knn_accuracy
+from pretext.evaluate.selftrain import self_train
 
 METHODS = ("linear", "finetune", "knn", "scratch")
-COLUMNS = ("linear", "finetune", "knn", "cluster", "scratch")  # the table's order
+SELF_TRAINED = ("finetune+self", "scratch+self")  # optional: each arm, then self-training
+COLUMNS = ("linear", "finetune", "knn", "cluster", "finetune+self", "scratch", "scratch+self")
+BASELINES = {"scratch": "scratch", "scratch+self": "scratch+self"}  # never compared as methods
+CONTROL = {"finetune+self": "scratch+self"}  # a method's baseline, where not plain scratch
 
 
 @dataclass(frozen=True)
@@ -37,6 +49,7 @@ class StudyConfig:
     knn_temperature: float = 0.1
     methods: tuple[str, ...] = METHODS
     clustering: ClusterConfig = ClusterConfig()  # for the optional "cluster" method
+    self_training: SelfTrainConfig = SelfTrainConfig()  # for the optional SELF_TRAINED methods
 
 
 def run_study(
@@ -94,15 +107,21 @@ def run_study(
                     train_p[idx], subset.labels, cfg.clustering.clusters, train.num_classes
                 )
                 scores["cluster"].append(named_accuracy(mapping, test_c, test.labels))
-            if "finetune" in scores:
-                result = finetune(encoder, subset, test, ft_cfg, device, quiet, "finetune")
-                scores["finetune"].append(result["test_accuracy"])
-            if "scratch" in scores:
-                scratch_cfg = scratch_finetune(ft_cfg)
-                result = finetune(
-                    make_scratch(seed), subset, test, scratch_cfg, device, quiet, "scratch"
-                )
-                scores["scratch"].append(result["test_accuracy"])
+            arms = {  # fine-tuning arm -> its self-trained method
+                "finetune": (encoder, ft_cfg, "finetune+self"),
+                "scratch": (None, scratch_finetune(ft_cfg), "scratch+self"),
+            }
+            for arm, (start, arm_cfg, then) in arms.items():
+                if arm not in scores and then not in scores:
+                    continue
+                start = make_scratch(seed) if start is None else start
+                result = finetune(start, subset, test, arm_cfg, device, quiet, arm)
+                if arm in scores:
+                    scores[arm].append(result["test_accuracy"])
+                if then in scores:
+                    st_cfg = replace(cfg.self_training, seed=seed)
+                    model = self_train(result["model"], train.images, subset, st_cfg, device, quiet)
+                    scores[then].append(accuracy(model["model"], test, aug, device))
             log(
                 f"{count} labels, seed {seed}: "
                 + ", ".join(f"{m} {100 * v[-1]:.2f}%" for m, v in scores.items())
@@ -141,22 +160,29 @@ def paired_gain(pretrained: list[float], scratch: list[float], confidence: float
 def gain_table(rows: list[dict]) -> list[str]:
     """Markdown lines: each pretrained method's paired gain over scratch, in points."""
     lookup = {(r["labels"], r["method"]): r for r in rows if "values" in r}
-    methods = [m for m in COLUMNS if m != "scratch" and any(k[1] == m for k in lookup)]
-    counts = sorted({count for count, method in lookup if method == "scratch"})
+    methods = [
+        m
+        for m in COLUMNS
+        if m not in BASELINES
+        and any(k[1] == m for k in lookup)
+        and any(k[1] == CONTROL.get(m, "scratch") for k in lookup)
+    ]
+    counts = sorted({count for count, _ in lookup})
     if not methods or not counts:
         return []
     lines = [
-        "| labels | " + " | ".join(f"{m} − scratch" for m in methods) + " |",
+        "| labels | " + " | ".join(f"{m} − {CONTROL.get(m, 'scratch')}" for m in methods) + " |",
         "|---:|" + "---:|" * len(methods),
     ]
     for count in counts:
         cells = []
         for method in methods:
             row = lookup.get((count, method))
-            if row is None:
+            control = lookup.get((count, CONTROL.get(method, "scratch")))
+            if row is None or control is None:
                 cells.append("")
                 continue
-            gain = paired_gain(row["values"], lookup[(count, "scratch")]["values"])
+            gain = paired_gain(row["values"], control["values"])
             cell = f"{100 * gain['mean']:+.2f}"
             if gain["low"] is not None:
                 cell += f" [{100 * gain['low']:+.2f}, {100 * gain['high']:+.2f}]"
@@ -201,6 +227,13 @@ def study_markdown(rows: list[dict], protocol: str = "") -> str:
         f"Test accuracy (%), mean ± std over {seeds} label-sampling seeds; "
         "scratch = same architecture from random weights, same steps and augmentation."
     )
+    if present & set(SELF_TRAINED):
+        lines.append(
+            "+self = the fine-tuned model of that arm, then self-trained on all training images "
+            "(its confident predictions as targets for strong views; the labels stay those of "
+            "the subset): scratch+self is the control that shows what the unlabelled images "
+            "give without pretraining."
+        )
     if "cluster" in present:
         lines.append(
             "cluster = clusters found once without labels (SCAN on the pretrained encoder), each "
