@@ -35,7 +35,7 @@ from pretext.evaluate.selftrain import self_train
 METHODS = ("linear", "finetune", "knn", "scratch")
 SELF_TRAINED = ("finetune+self", "scratch+self")  # optional: each arm, then self-training
 COLUMNS = ("linear", "finetune", "knn", "cluster", "finetune+self", "scratch", "scratch+self")
-BASELINES = {"scratch": "scratch", "scratch+self": "scratch+self"}  # never compared as methods
+BASELINES = ("scratch", "scratch+self")  # the arms without pretraining: never methods to rate
 CONTROL = {"finetune+self": "scratch+self"}  # a method's baseline, where not plain scratch
 
 
@@ -158,7 +158,8 @@ def paired_gain(pretrained: list[float], scratch: list[float], confidence: float
 
 
 def gain_table(rows: list[dict]) -> list[str]:
-    """Markdown lines: each pretrained method's paired gain over scratch, in points."""
+    """Markdown lines: each pretrained method's paired gain over its control (scratch, or
+    scratch+self for finetune+self), in points."""
     lookup = {(r["labels"], r["method"]): r for r in rows if "values" in r}
     methods = [
         m
