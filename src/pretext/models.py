@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -200,9 +198,7 @@ def build_encoder(
     without changing the caller's global random state (the from-scratch baselines: the same
     weights for a seed whatever ran before, and nothing else in the process disturbed)."""
     if seed is not None:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            return build_encoder(name, in_channels, image_size)
+        return seeded(seed, lambda: build_encoder(name, in_channels, image_size))
     if name not in ENCODERS:
         raise PretextError(f"unknown encoder {name!r}: use one of {', '.join(ENCODERS)}")
     if name.startswith("cnn") and image_size != 28:
@@ -244,17 +240,18 @@ class Classifier(nn.Module):
         return self.linear(self.encoder(x))
 
 
+def seeded(seed: int, build):
+    """`build()` with the random draws `torch.manual_seed(seed)` would give it, the caller's
+    global random state left as it was: a module built with a seed is the same whatever ran
+    before it in the process, and disturbs nothing after it."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build()
+
+
 def seeded_linear(in_features: int, out_features: int, seed: int) -> nn.Linear:
-    """nn.Linear with its own initialisation drawn from `seed`, never from (nor advancing) the
-    global random state, so that a fine-tune or probe with a given seed is the same whatever ran
-    before it in the process, and leaves the caller's random stream as it was."""
-    linear = torch.nn.utils.skip_init(nn.Linear, in_features, out_features)
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        nn.init.kaiming_uniform_(linear.weight, a=math.sqrt(5), generator=generator)
-        bound = 1 / math.sqrt(in_features)
-        nn.init.uniform_(linear.bias, -bound, bound, generator=generator)
-    return linear
+    """nn.Linear initialised from `seed` (see `seeded`): the new layer of a fine-tune or probe."""
+    return seeded(seed, lambda: nn.Linear(in_features, out_features))
 
 
 def count_parameters(module: nn.Module) -> int:
