@@ -108,8 +108,8 @@ def finetune_command(
     from pretext.config import load_pretrain_config
 
     cfg = cfg or FinetuneConfig()
-    if self_train is not None and (self_train.epochs < 1 or not 0 < self_train.threshold <= 1):
-        raise PretextError("--self-train needs at least 1 pass and a threshold in (0, 1]")
+    if self_train is not None and self_train.epochs < 1:  # before any fine-tuning is done
+        raise PretextError(f"--self-train needs at least 1 pass, got {self_train.epochs}")
     if from_scratch:
         cfg = scratch_finetune(cfg)
     dev = resolve_device(device)
@@ -364,7 +364,7 @@ def study_command(
         knn_temperature=base.knn_temperature,
         methods=METHODS + (("cluster",) if cluster else ()) + (SELF_TRAINED if self_train else ()),
         clustering=ClusterConfig(augment=pre.augment),
-        self_training=SelfTrainConfig(epochs=max(self_train, 1)),
+        self_training=SelfTrainConfig(epochs=self_train) if self_train else SelfTrainConfig(),
     )
     dev = resolve_device(device)
     train, test = labelled_splits(
