@@ -7,7 +7,14 @@ model: encoder forward + backward + Adam on a ready float batch (as throughput.p
 fixed_views: the real step (head, NT-Xent, update) on one view tensor made once;
 cycled_views: the same on 8 view tensors made in advance, in turn (does content matter?);
 views_then_fixed: making views, then the fixed-view step (the views' cost inside a step);
-full: the real step; views_alone: making views and nothing else.
+full: the real step; views_alone: making views and nothing else;
+head_and_loss_alone: projection head + NT-Xent + the head's Adam step on a ready embedding;
+sampling_alone: the views' bilinear grid_sample alone, on a ready grid.
+
+`floor` is the overhead the step would have if the head, the loss and the views cost inside it
+only what they cost alone; `flops` counts the work per step (the encoder's and the head's with
+torch's FlopCounterMode, NT-Xent's three (2B x 2B x D) products by their formula: the counter does
+not see its hand-written backward).
 """
 
 from __future__ import annotations
@@ -18,7 +25,9 @@ import statistics
 import time
 
 import torch
+import torch.nn.functional as F
 from throughput import environment  # benchmarks/ is on sys.path when run as a script
+from torch.utils.flop_counter import FlopCounterMode
 
 from pretext.allocator import keep_freed_memory
 from pretext.augment import make_views, preset
@@ -92,6 +101,18 @@ def main() -> None:
     def views_alone() -> None:
         make_views(next_batch(), aug, generator)
 
+    embedding = method.encoder(ready).detach()
+    head_optimizer = build_optimizer(cfg, method.head.parameters())
+
+    def head_and_loss_alone() -> None:
+        update(method.criterion(*method.head(embedding).chunk(2)), head_optimizer)
+
+    pixels = torch.rand(2 * batch, 1, 28, 28)
+    grid = torch.rand(2 * batch, 28, 28, 2) * 2 - 1
+
+    def sampling_alone() -> None:
+        F.grid_sample(pixels, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
     steps = {
         "model": model,
         "fixed_views": fixed_views,
@@ -99,6 +120,8 @@ def main() -> None:
         "views_then_fixed": views_then_fixed,
         "full": full,
         "views_alone": views_alone,
+        "head_and_loss_alone": head_and_loss_alone,
+        "sampling_alone": sampling_alone,
     }
     for step in steps.values():  # warm-up
         for _ in range(10):
@@ -123,10 +146,37 @@ def main() -> None:
                     (medians["views_then_fixed"] - medians["fixed_views"]) / model_ms, 3
                 ),
                 "overhead": round(medians["full"] / model_ms - 1, 3),
+                "floor": round(
+                    (medians["head_and_loss_alone"] + medians["views_alone"]) / model_ms, 3
+                ),
+                "flops": step_flops(encoder, method, ready, cfg.projection_dim),
             },
             indent=2,
         )
     )
+
+
+def step_flops(
+    encoder: torch.nn.Module, method: torch.nn.Module, ready: torch.Tensor, dim: int
+) -> dict:
+    """Floating-point operations of one step's forward + backward: the encoder's, the
+    projection head's and NT-Xent's, and the last two as shares of the encoder's."""
+    with FlopCounterMode(display=False) as counter:
+        encoder(ready).square().mean().backward()
+    encoder_flops = counter.get_total_flops()
+    embedding = encoder(ready).detach().requires_grad_()
+    with FlopCounterMode(display=False) as counter:
+        method.head(embedding).square().mean().backward()
+    head_flops = counter.get_total_flops()
+    # z z^T forward, E [z, D^-1 z] backward: (2B)^2 x 3D multiply-adds
+    loss_flops = 2 * len(ready) ** 2 * 3 * dim
+    return {
+        "encoder": encoder_flops,
+        "head": head_flops,
+        "nt_xent": loss_flops,
+        "head_share": round(head_flops / encoder_flops, 4),
+        "nt_xent_share": round(loss_flops / encoder_flops, 4),
+    }
 
 
 if __name__ == "__main__":

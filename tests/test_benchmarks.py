@@ -37,6 +37,14 @@ def test_step_parts_benchmark_runs_and_prints_json():
     assert all(value > 0 for value in report["ms_per_step"].values())
     parts = report["ms_per_step"]
     assert abs(report["overhead"] - (parts["full"] / parts["model"] - 1)) < 0.01
+    alone = parts["head_and_loss_alone"] + parts["views_alone"]
+    assert abs(report["floor"] - alone / parts["model"]) < 0.01
+    flops = report["flops"]
+    # batch 8 = 16 views; head 100 -> 128 -> 64: forward 2 x 16 x (100 x 128 + 128 x 64), the
+    # backward twice that (the embedding's gradient too); NT-Xent 2 x 16^2 x 3 x 64
+    assert flops["head"] == 3 * 2 * 16 * (100 * 128 + 128 * 64)
+    assert flops["nt_xent"] == 2 * 16**2 * 3 * 64
+    assert flops["encoder"] > 10 * flops["head"]
 
 
 def test_epoch_ratio_benchmark_runs_and_prints_json():
