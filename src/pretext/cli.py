@@ -37,7 +37,12 @@ def add_pretrain_options(p: argparse.ArgumentParser) -> None:
         help="self-supervised method: simclr (default), moco, nnclr, byol, simsiam, barlow, "
         "vicreg, dino",
     )
-    p.add_argument("--encoder", default=None, help="cnn, cnn-wide or convnet")
+    p.add_argument(
+        "--encoder",
+        default=None,
+        help="cnn, cnn-wide, convnet, or your own as module:callable (an nn.Module class or "
+        "factory; it may take in_channels and image_size)",
+    )
     p.add_argument(
         "--augment",
         default=None,
@@ -327,7 +332,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_options(p)
     p.add_argument("--out", default=None, help="run directory with checkpoints/last.pt")
     p.add_argument("--recipe", default="default")
-    p.add_argument("--encoder", default=None, help="encoder for --from-scratch (default cnn)")
+    p.add_argument(
+        "--encoder", default=None, help="--from-scratch's encoder (default cnn; or module:callable)"
+    )
     p.add_argument("--labels", type=int, default=None, help="use a stratified subset of N labels")
     p.add_argument(
         "--from-scratch", action="store_true", help="start from random weights (baseline)"

@@ -37,7 +37,7 @@ from pretext.evaluate.classify import finetune_views
 from pretext.evaluate.knn import knn_accuracy
 from pretext.evaluate.retrieval import retrieval_metrics
 from pretext.models import build_encoder
-from pretext.train import load_encoder, pretrain
+from pretext.train import encoder_input, load_encoder, pretrain
 
 
 def update_metrics(run_dir: Path, **entries) -> dict:
@@ -63,12 +63,13 @@ def encoder_for(
     run_dir: str | Path | None,
     encoder: str,
     from_scratch: bool,
-    channels: int,
+    images: torch.Tensor,
     seed: int,
     device: torch.device,
 ) -> torch.nn.Module:
+    """The encoder to fine-tune: the run's pretrained one, or a fresh one for `images`."""
     if from_scratch:
-        return build_encoder(encoder, channels, seed=seed).to(device)
+        return build_encoder(encoder, images.shape[1], images.shape[-1], seed=seed).to(device)
     require_pretrained_run(run_dir)
     return load_encoder(run_dir, device)
 
@@ -119,7 +120,7 @@ def finetune_command(
     train = every
     if labels is not None:
         train = every.subset(stratified_subset(every.labels, labels, cfg.seed))
-    model = encoder_for(run_dir, encoder, from_scratch, train.images.shape[1], cfg.seed, dev)
+    model = encoder_for(run_dir, encoder, from_scratch, train.images, cfg.seed, dev)
     name = "scratch" if from_scratch else "finetune"
     saved = None if run_dir is None else Path(run_dir) / "checkpoints" / f"{name}.pt"
     result = finetune(model, train, test, cfg, dev, log, name, checkpoint=saved, resume=resume)
@@ -193,7 +194,8 @@ def evaluate_command(
     )
     update_metrics(run_dir, linear_probe=probe, knn=knn, retrieval=retrieval)
     draw_run_pictures(run_dir, test_x[:2000], test.labels[:2000], pre.seed)
-    scratch = build_encoder(pre.encoder, train.images.shape[1], seed=pre.seed + 1).to(dev)
+    channels, size = train.images.shape[1], train.images.shape[-1]
+    scratch = build_encoder(pre.encoder, channels, size, seed=pre.seed + 1).to(dev)
     few = few_label_comparison(
         encoder,
         scratch,
@@ -373,7 +375,8 @@ def study_command(
     encoder = load_encoder(run_dir, dev)
 
     def make_scratch(seed: int) -> torch.nn.Module:
-        return build_encoder(pre.encoder, train.images.shape[1], seed=10_000 + seed).to(dev)
+        channels, size = train.images.shape[1], train.images.shape[-1]
+        return build_encoder(pre.encoder, channels, size, seed=10_000 + seed).to(dev)
 
     rows = run_study(encoder, make_scratch, train, test, cfg, dev, log)
     write_json(out / "study.json", rows)
@@ -608,8 +611,8 @@ def export_command(
     run_dir = Path(run_dir)
     pre = load_pretrain_config(run_dir)
     encoder = load_encoder(run_dir, "cpu").eval()
-    channels = encoder.state_dict()[next(iter(encoder.state_dict()))].shape[1]
-    example = torch.zeros(2, channels, 28, 28)
+    channels, size = encoder_input(run_dir)
+    example = torch.zeros(2, channels, size, size)
     if fmt == "torchscript":
         path = Path(out) if out is not None else run_dir / "encoder.torchscript.pt"
         with torch.no_grad(), warnings.catch_warnings():
@@ -639,7 +642,7 @@ def export_command(
     write_json(
         path.with_suffix(".json"),
         {
-            "input": f"float N x {channels} x 28 x 28",
+            "input": f"float N x {channels} x {size} x {size}",
             "normalise": normalisation(preset(pre.augment)),
             "embed_dim": int(encoder.embed_dim),
             "encoder": pre.encoder,

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
+import inspect
+import os
+import sys
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -199,14 +204,73 @@ def build_encoder(
     weights for a seed whatever ran before, and nothing else in the process disturbed)."""
     if seed is not None:
         return seeded(seed, lambda: build_encoder(name, in_channels, image_size))
+    if ":" in name:
+        return imported_encoder(name, in_channels, image_size)
     if name not in ENCODERS:
-        raise PretextError(f"unknown encoder {name!r}: use one of {', '.join(ENCODERS)}")
+        raise PretextError(
+            f"unknown encoder {name!r}: use one of {', '.join(ENCODERS)}, or your own as "
+            "'module:callable'"
+        )
     if name.startswith("cnn") and image_size != 28:
         raise PretextError(
             f"encoder {name!r} needs 28x28 images, got {image_size}x{image_size}: use the convnet "
             "encoder, or resize the images to 28 (--image-size 28)"
         )
     return ENCODERS[name](in_channels)
+
+
+def imported_encoder(spec: str, in_channels: int, image_size: int) -> nn.Module:
+    """A user's own encoder, named 'package.module:callable' (a class, or a function that
+    returns an nn.Module), called with whichever of `in_channels` and `image_size` it takes.
+
+    The name is what the run directory records, so every command that rebuilds the encoder
+    (resuming, evaluation, the from-scratch baselines) builds the same architecture from it.
+    The current directory is searched too, as `python -m` would. Without an `embed_dim`
+    attribute, the embedding's size is measured on a blank batch and set."""
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise PretextError(f"encoder {spec!r}: write your own encoder as 'module:callable'")
+    added = os.getcwd() not in sys.path
+    if added:
+        sys.path.append(os.getcwd())
+    try:
+        factory = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as err:
+        hint = (
+            f" (run pretext in the folder that holds {module_name.split('.')[0]}, or add that "
+            "folder to PYTHONPATH)"
+            if isinstance(err, ModuleNotFoundError)
+            else ""
+        )
+        raise PretextError(f"cannot load encoder {spec!r}: {err}{hint}") from None
+    finally:
+        if added:
+            sys.path.remove(os.getcwd())
+    parameters = inspect.signature(factory).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    offered = {"in_channels": in_channels, "image_size": image_size}
+    encoder = factory(**{k: v for k, v in offered.items() if takes_any or k in parameters})
+    if not isinstance(encoder, nn.Module):
+        raise PretextError(f"encoder {spec!r} gave a {type(encoder).__name__}, not an nn.Module")
+    if not isinstance(getattr(encoder, "embed_dim", None), int):
+        encoder.embed_dim = measured_embed_dim(encoder, spec, in_channels, image_size)
+    return encoder
+
+
+def measured_embed_dim(encoder: nn.Module, spec: str, in_channels: int, image_size: int) -> int:
+    """The size of the (N, D) embedding `encoder` gives a blank batch of two images."""
+    was_training = encoder.training
+    encoder.eval()
+    with torch.no_grad():
+        out = encoder(torch.zeros(2, in_channels, image_size, image_size))
+    encoder.train(was_training)
+    if not isinstance(out, torch.Tensor) or out.dim() != 2:
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise PretextError(
+            f"encoder {spec!r} must map (N, {in_channels}, {image_size}, {image_size}) images "
+            f"to (N, D) embeddings; it gave {shape}"
+        )
+    return out.shape[1]
 
 
 class ProjectionHead(nn.Module):

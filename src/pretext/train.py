@@ -177,14 +177,15 @@ def pretrain(cfg: PretrainConfig, log=print) -> dict:
             f"--batch-size {cfg.batch_size} x {ctx.world_size} processes is larger than the "
             f"data set ({len(data)} images)"
         )
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    # Built before the run directory is touched: a wrong encoder name leaves nothing behind.
+    encoder = build_encoder(cfg.encoder, data.images.shape[1], data.images.shape[-1])
     if ctx.is_main:
         prepare_run_dir(out, cfg.resume, cfg.overwrite)
     distributed.barrier()
 
-    torch.manual_seed(cfg.seed)
-    random.seed(cfg.seed)
-    np.random.seed(cfg.seed)
-    encoder = build_encoder(cfg.encoder, data.images.shape[1], data.images.shape[-1])
     method = build_method(
         cfg.method,
         encoder,
@@ -235,6 +236,9 @@ def pretrain(cfg: PretrainConfig, log=print) -> dict:
                 "optimizer": optimizer.state_dict(),
                 "rng": states,
                 "epoch": step // steps_per_epoch,
+                # what rebuilding the encoder needs (a user's own may take both)
+                "in_channels": data.images.shape[1],
+                "image_size": data.images.shape[-1],
                 "step": step,
                 "history": history,
                 "partial": {"loss_sum": loss_sum, "seconds": seconds},
@@ -345,7 +349,21 @@ def load_encoder(run_dir: str | Path, device: torch.device | str = "cpu") -> tor
     run_dir = Path(run_dir)
     cfg = load_pretrain_config(run_dir)
     state = load_checkpoint(run_dir / CHECKPOINT, device)
-    channels = state["encoder"][next(iter(state["encoder"]))].shape[1]
-    encoder = build_encoder(cfg.encoder, channels, seed=0)  # weights replaced: no global draw
+    channels, size = input_shape(state, cfg)
+    encoder = build_encoder(cfg.encoder, channels, size, seed=0)  # weights replaced: no draw
     load_state_checked(encoder, state["encoder"], "encoder")
     return encoder.to(device)
+
+
+def encoder_input(run_dir: str | Path) -> tuple[int, int]:
+    """(channels, side) of the square images a run's encoder was pretrained on."""
+    run_dir = Path(run_dir)
+    return input_shape(load_checkpoint(run_dir / CHECKPOINT, "cpu"), load_pretrain_config(run_dir))
+
+
+def input_shape(state: dict, cfg: PretrainConfig) -> tuple[int, int]:
+    """Checkpoints record their images' channels and side; older ones (before session 9) did
+    not: the first weight's second dimension is the channels there, the side the configured one
+    or 28."""
+    channels = state.get("in_channels") or state["encoder"][next(iter(state["encoder"]))].shape[1]
+    return int(channels), int(state.get("image_size") or cfg.image_size or 28)
