@@ -121,3 +121,20 @@ def test_a_bad_name_on_the_command_line_is_one_line(own_encoders, tiny_data, tmp
     assert "cannot load encoder 'my_encoders:Nope'" in err and "Traceback" not in err
     assert len(err.splitlines()) == 1
     assert not out.exists()  # refused before the run directory was made
+
+
+def test_export_describes_the_runs_own_image_size(own_encoders, tiny_data, tmp_path):
+    out = tmp_path / "run32"
+    cfg = PretrainConfig(
+        data_dir=str(tiny_data),
+        out=str(out),
+        encoder="my_encoders:PooledNet",
+        image_size=32,
+        epochs=1,
+        batch_size=16,
+        threads=1,
+    )
+    pretrain(cfg, log=lambda *_: None)
+    assert encoder_input(out) == (1, 32) and load_encoder(out).image_size == 32
+    exported = export_command(out)
+    assert json.loads(exported.with_suffix(".json").read_text())["input"] == "float N x 1 x 32 x 32"
