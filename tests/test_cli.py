@@ -181,6 +181,23 @@ def test_study_and_search_refuse_empty_requests(pretrained_run, capsys):
     assert "-k must be >= 1" in capsys.readouterr().err
 
 
+def test_study_label_counts_are_checked_before_any_work(pretrained_run, tmp_path, capsys):
+    # A count the data cannot give fails at once: not after the other counts (or a pretraining)
+    # have run, since the study writes its files only at the end.
+    common = ["--seeds", "1", "--min-steps", "1", "--threads", "1"]
+    assert main(["study", "--out", str(pretrained_run), "--labels", "20,99,5", *common]) != 0
+    printed = capsys.readouterr()
+    assert "--labels 5 is fewer than the 10 classes" in printed.err
+    assert "20 labels" not in printed.out  # the first count did not run (99: all 64 images)
+    assert not (pretrained_run / "study.json").exists()
+    fresh = tmp_path / "fresh"
+    config = json.loads((pretrained_run / "config.json").read_text())["pretrain"]
+    options = ["--data-dir", config["data_dir"], "--labels", "5", *common]
+    assert main(["study", "--out", str(fresh), *options]) != 0
+    assert "--labels 5 is fewer than the 10 classes" in capsys.readouterr().err
+    assert not fresh.exists()  # nothing pretrained
+
+
 def test_study_pretrains_into_out_when_it_holds_no_run(tiny_data, tmp_path, capsys):
     out = tmp_path / "fresh"
     common = ["--data-dir", str(tiny_data), "--threads", "1", "--labels", "20", "--seeds", "1"]

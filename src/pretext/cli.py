@@ -227,7 +227,7 @@ def cmd_augment(args) -> None:
 
 
 def cmd_study(args) -> None:
-    from pretext.commands import study_command
+    from pretext.commands import check_study_request, labelled_splits, study_command
 
     try:
         labels = tuple(int(x) for x in args.labels.split(","))
@@ -246,6 +246,9 @@ def cmd_study(args) -> None:
     run_dir = args.checkpoint or args.out
     if args.checkpoint is None and (run_dir is None or not (Path(run_dir) / CHECKPOINT).is_file()):
         run_cfg = run_config(args)  # no pretrained run given: pretrain one first, into --out
+        # The study's own options and data are checked first: not after minutes of pretraining.
+        train, _ = labelled_splits(run_cfg.pretrain.dataset, run_cfg.pretrain.data_dir, None)
+        check_study_request(labels, args.seeds, args.self_train, train.labels)
         pretrain(run_cfg.pretrain)
         run_dir = run_cfg.pretrain.out
     study_command(

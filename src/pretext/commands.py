@@ -23,7 +23,7 @@ from pretext.config import (
     resolve_device,
     scratch_finetune,
 )
-from pretext.data import load_dataset, stratified_subset
+from pretext.data import check_label_count, load_dataset, stratified_subset
 from pretext.data.sources import missing_test_split
 from pretext.errors import PretextError
 from pretext.evaluate import (
@@ -321,6 +321,26 @@ def augment_grid(
     return save(fig, out)
 
 
+def check_study_request(
+    labels: tuple[int, ...],
+    seeds: int,
+    self_train: int,
+    train_labels: torch.Tensor | None = None,
+) -> None:
+    """What a study's options can get wrong, found before any work: the study writes its files
+    at the end, so a label count that fails after others have run would waste them all (and
+    `pretext study` without a run checks this before pretraining one)."""
+    if not labels:
+        raise PretextError("--labels needs at least one label count")
+    if seeds < 1:
+        raise PretextError(f"--seeds must be >= 1, got {seeds}")
+    if self_train < 0:
+        raise PretextError(f"--self-train must be >= 0 passes, got {self_train}")
+    for count in labels if train_labels is not None else ():
+        # counts above the data set's size mean all of it (the study takes them so)
+        check_label_count(train_labels, min(count, len(train_labels)))
+
+
 def study_command(
     run_dir: str | Path,
     labels: tuple[int, ...] = (10, 100, 600, 6000, 60000),
@@ -348,10 +368,7 @@ def study_command(
     )
     from pretext.report.plots import study_plot
 
-    if seeds < 1:
-        raise PretextError(f"--seeds must be >= 1, got {seeds}")
-    if self_train < 0:
-        raise PretextError(f"--self-train must be >= 0 passes, got {self_train}")
+    check_study_request(labels, seeds, self_train)
     run_dir = Path(run_dir)
     out = Path(out) if out is not None else run_dir
     pre = load_pretrain_config(run_dir)
@@ -372,6 +389,7 @@ def study_command(
     train, test = labelled_splits(
         dataset or pre.dataset, data_dir or pre.data_dir, None, pre.image_size
     )
+    check_study_request(labels, seeds, self_train, train.labels)  # before any label count runs
     encoder = load_encoder(run_dir, dev)
 
     def make_scratch(seed: int) -> torch.nn.Module:

@@ -19,13 +19,19 @@ def shard(order: torch.Tensor, rank: int, world_size: int, batch_size: int) -> t
     return order[:usable].view(-1, world_size, batch_size)[:, rank].reshape(-1)
 
 
-def stratified_subset(labels: torch.Tensor, count: int, seed: int) -> torch.Tensor:
-    """Exactly `count` indices, as even across classes as possible, reproducible by seed."""
+def check_label_count(labels: torch.Tensor, count: int) -> None:
+    """A labelled subset needs one image per class at least, and no more than there are."""
     classes = int(labels.max()) + 1
     if count < classes:
         raise PretextError(f"--labels {count} is fewer than the {classes} classes")
     if count > len(labels):
         raise PretextError(f"--labels {count} is more than the {len(labels)} labelled images")
+
+
+def stratified_subset(labels: torch.Tensor, count: int, seed: int) -> torch.Tensor:
+    """Exactly `count` indices, as even across classes as possible, reproducible by seed."""
+    check_label_count(labels, count)
+    classes = int(labels.max()) + 1
     generator = torch.Generator().manual_seed(seed)
     per_class = [torch.nonzero(labels == c).flatten() for c in range(classes)]
     per_class = [idx[torch.randperm(len(idx), generator=generator)] for idx in per_class]
