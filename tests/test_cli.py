@@ -40,6 +40,9 @@ def test_missing_data_is_one_line_no_traceback(tmp_path):
         (["--encoder", "nope"], "unknown encoder"),
         (["--recipe", "nope"], "unknown recipe"),
         (["--dataset", "nope"], "unknown data set"),
+        (["--augment", "nope"], "unknown augmentation"),
+        (["--method", "nope"], "unknown method"),
+        (["--threads", "-1"], "--threads must be >= 1"),
     ],
 )
 def test_impossible_options(tiny_data, tmp_path, capsys, options, message):
@@ -59,6 +62,25 @@ def test_impossible_options(tiny_data, tmp_path, capsys, options, message):
     )
     assert code != 0
     assert message in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()  # refused before the run directory was made
+
+
+@pytest.mark.parametrize(
+    "command, message",
+    [
+        (["run", "--finetune-epochs", "0"], "--finetune-epochs must be >= 1"),
+        (["run", "--finetune-lr", "-1"], "--finetune-lr must be > 0"),
+        (["finetune", "--from-scratch", "--epochs", "0"], "--epochs must be >= 1"),
+        (["finetune", "--from-scratch", "--min-steps", "-1"], "--min-steps must be >= 0"),
+        (["study", "--min-steps", "-1"], "--min-steps must be >= 0"),
+    ],
+)
+def test_impossible_finetuning_options_come_first(tiny_data, tmp_path, capsys, command, message):
+    out = tmp_path / "r"
+    common = ["--data-dir", str(tiny_data), "--out", str(out), "--epochs", "1"]
+    assert main([command[0], *common, *command[1:]]) != 0  # the command's options come last
+    assert message in capsys.readouterr().err
+    assert not out.exists()  # nothing pretrained, nothing written
 
 
 def test_pretrain_then_finetune_and_scratch_through_the_cli(tiny_data, tmp_path, capsys):

@@ -248,7 +248,7 @@ def cmd_study(args) -> None:
         run_cfg = run_config(args)  # no pretrained run given: pretrain one first, into --out
         # The study's own options and data are checked first: not after minutes of pretraining.
         train, _ = labelled_splits(run_cfg.pretrain.dataset, run_cfg.pretrain.data_dir, None)
-        check_study_request(labels, args.seeds, args.self_train, train.labels)
+        check_study_request(labels, args.seeds, args.self_train, train.labels, args.min_steps)
         pretrain(run_cfg.pretrain)
         run_dir = run_cfg.pretrain.out
     study_command(
@@ -460,10 +460,14 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     keep_freed_memory()
-    if getattr(args, "threads", None):  # every command takes --threads (pretrain keeps it too)
+    threads = getattr(args, "threads", None)  # every command takes it (pretrain keeps it too)
+    if threads is not None and threads < 1:
+        print(f"pretext: error: --threads must be >= 1, got {threads}", file=sys.stderr)
+        return 2
+    if threads:
         import torch
 
-        torch.set_num_threads(args.threads)
+        torch.set_num_threads(threads)
     warnings.filterwarnings("default")
     try:
         args.func(args)

@@ -20,6 +20,7 @@ from pretext.config import (
     FinetuneConfig,
     RunConfig,
     SelfTrainConfig,
+    check_finetune,
     resolve_device,
     scratch_finetune,
 )
@@ -109,6 +110,7 @@ def finetune_command(
     from pretext.config import load_pretrain_config
 
     cfg = cfg or FinetuneConfig()
+    check_finetune(cfg)
     if self_train is not None and self_train.epochs < 1:  # before any fine-tuning is done
         raise PretextError(f"--self-train needs at least 1 pass, got {self_train.epochs}")
     if from_scratch:
@@ -239,6 +241,7 @@ def run(cfg: RunConfig, log=print) -> dict:
     problem = missing_test_split(pre.dataset)
     if problem:  # found before pretraining, not after it
         raise PretextError(f"{problem}; evaluation needs one (`pretext pretrain` does not)")
+    check_finetune(cfg.finetune, "finetune-")
     summary = pretrain(pre, log)
     if distributed.world_size() > 1 and torch.distributed.get_rank() != 0:
         return {}  # evaluation runs once, on rank 0
@@ -326,6 +329,7 @@ def check_study_request(
     seeds: int,
     self_train: int,
     train_labels: torch.Tensor | None = None,
+    min_steps: int | None = None,
 ) -> None:
     """What a study's options can get wrong, found before any work: the study writes its files
     at the end, so a label count that fails after others have run would waste them all (and
@@ -336,6 +340,8 @@ def check_study_request(
         raise PretextError(f"--seeds must be >= 1, got {seeds}")
     if self_train < 0:
         raise PretextError(f"--self-train must be >= 0 passes, got {self_train}")
+    if min_steps is not None and min_steps < 0:
+        raise PretextError(f"--min-steps must be >= 0, got {min_steps}")
     for count in labels if train_labels is not None else ():
         # counts above the data set's size mean all of it (the study takes them so)
         check_label_count(train_labels, min(count, len(train_labels)))
@@ -368,7 +374,7 @@ def study_command(
     )
     from pretext.report.plots import study_plot
 
-    check_study_request(labels, seeds, self_train)
+    check_study_request(labels, seeds, self_train, min_steps=min_steps)
     run_dir = Path(run_dir)
     out = Path(out) if out is not None else run_dir
     pre = load_pretrain_config(run_dir)

@@ -195,6 +195,21 @@ def validate(cfg: PretrainConfig) -> None:
         raise PretextError(f"--optimizer must be adam, sgd or lars, got {cfg.optimizer!r}")
     if cfg.schedule not in ("cosine", "constant"):
         raise PretextError(f"--schedule must be cosine or constant, got {cfg.schedule!r}")
+    if cfg.threads is not None and cfg.threads < 0:
+        raise PretextError(f"--threads must be >= 1, got {cfg.threads}")
+
+
+def check_finetune(cfg: FinetuneConfig, prefix: str = "") -> None:
+    """Fine-tuning options a user can get wrong; `prefix` is "finetune-" for the options of
+    `pretext run`, which names them so."""
+    if cfg.epochs < 1:
+        raise PretextError(f"--{prefix}epochs must be >= 1, got {cfg.epochs}")
+    if cfg.lr <= 0:
+        raise PretextError(f"--{prefix}lr must be > 0, got {cfg.lr}")
+    if cfg.batch_size < 1:
+        raise PretextError(f"--{prefix}batch-size must be >= 1, got {cfg.batch_size}")
+    if cfg.min_steps < 0:
+        raise PretextError(f"--min-steps must be >= 0, got {cfg.min_steps}")
 
 
 def resolve_device(name: str) -> torch.device:

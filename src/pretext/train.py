@@ -180,12 +180,9 @@ def pretrain(cfg: PretrainConfig, log=print) -> dict:
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
-    # Built before the run directory is touched: a wrong encoder name leaves nothing behind.
+    # Built before the run directory is touched: a wrong encoder, method or augmentation name
+    # leaves nothing behind.
     encoder = build_encoder(cfg.encoder, data.images.shape[1], data.images.shape[-1])
-    if ctx.is_main:
-        prepare_run_dir(out, cfg.resume, cfg.overwrite)
-    distributed.barrier()
-
     method = build_method(
         cfg.method,
         encoder,
@@ -193,6 +190,11 @@ def pretrain(cfg: PretrainConfig, log=print) -> dict:
         projection_hidden=cfg.projection_hidden,
         projection_dim=cfg.projection_dim,
     ).to(device)
+    aug = preset(cfg.augment)
+    if ctx.is_main:
+        prepare_run_dir(out, cfg.resume, cfg.overwrite)
+    distributed.barrier()
+
     if cfg.sync_batchnorm and ctx.world_size > 1:
         method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method)
     model = method
@@ -200,7 +202,6 @@ def pretrain(cfg: PretrainConfig, log=print) -> dict:
         ids = [device.index] if device.type == "cuda" else None
         model = torch.nn.parallel.DistributedDataParallel(method, device_ids=ids)
     optimizer = build_optimizer(cfg, method.parameters())
-    aug = preset(cfg.augment)
     aug_gen = torch.Generator(device).manual_seed(cfg.seed + 7919 * ctx.rank)
     images = data.images.to(device)
 
