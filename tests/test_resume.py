@@ -162,6 +162,33 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_data, tmp_path, 
     assert state["step"] == 8 and all(torch.isfinite(v).all() for v in state["encoder"].values())
 
 
+def test_resume_needs_no_options_but_refuses_ones_that_change_the_training(
+    tiny_data, tmp_path, capsys
+):
+    from pretext.cli import main
+
+    out = tmp_path / "run"
+    where = ["--data-dir", str(tiny_data), "--out", str(out), "--threads", "1"]
+    started = ["--epochs", "1", "--batch-size", "8", "--lr", "0.001", "--augment", "light"]
+    assert main(["pretrain", *where, *started]) == 0
+    # Only --resume and more epochs: the run's own batch size, lr and views, not the recipe's
+    # (its batch of 256 would not even fit these 64 images).
+    assert main(["pretrain", *where, "--resume", "--epochs", "2"]) == 0
+    config = json.loads((out / "config.json").read_text())["pretrain"]
+    assert (config["epochs"], config["batch_size"], config["lr"]) == (2, 8, 0.001)
+    assert config["augment"] == "light"
+    assert load_checkpoint(out / "checkpoints" / "last.pt")["step"] == 2 * 64 // 8
+    assert len(losses(out)) == 2
+    capsys.readouterr()
+
+    before = (out / "checkpoints" / "last.pt").read_bytes()
+    assert main(["pretrain", *where, "--resume", "--epochs", "3", "--batch-size", "16"]) != 0
+    err = capsys.readouterr().err.strip()
+    assert "this run was trained with batch_size=8, not batch_size=16" in err
+    assert len(err.splitlines()) == 1
+    assert (out / "checkpoints" / "last.pt").read_bytes() == before  # nothing touched
+
+
 def test_resume_without_checkpoint_is_an_error(tiny_data, tmp_path):
     cfg = PretrainConfig(
         data_dir=str(tiny_data), out=str(tmp_path / "none"), batch_size=16, resume=True

@@ -30,7 +30,9 @@ def add_data_options(p: argparse.ArgumentParser) -> None:
 
 def add_pretrain_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=None, help="run directory (default runs/<dataset>)")
-    p.add_argument("--recipe", default="default", help="seed (the original write-up) or default")
+    p.add_argument(
+        "--recipe", default=None, help="seed (the original write-up) or default (the default)"
+    )
     p.add_argument(
         "--method",
         default=None,
@@ -76,6 +78,7 @@ def add_pretrain_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--refuse-bad-files",
         action="store_true",
+        default=None,
         help="stop at an unreadable image in a folder instead of skipping it",
     )
     p.add_argument("--bf16", action="store_true", default=None, help="bfloat16 autocast (GPU)")
@@ -110,11 +113,27 @@ def add_finetune_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--few-label-seeds", type=int, default=None)
 
 
+def resumed_config(args: argparse.Namespace):
+    """With --resume, the run's own saved settings (None otherwise, or when --out holds no run:
+    pretraining then says there is nothing to resume)."""
+    from pretext.config import load_pretrain_config
+
+    if not args.resume:
+        return None
+    out = Path(args.out or f"runs/{args.dataset or 'mnist'}")
+    return load_pretrain_config(out) if (out / "config.json").is_file() else None
+
+
 def run_config(args: argparse.Namespace) -> RunConfig:
-    base = recipe(args.recipe)
-    dataset = args.dataset or base.pretrain.dataset
+    # Resuming continues the run as it was started: its saved settings are the base, and the
+    # options given on the command line override them (pretraining refuses any that would
+    # change the training it continues; more --epochs are fine).
+    saved = resumed_config(args)
+    base = recipe(args.recipe or (saved.recipe if saved else "default"))
+    start = saved or base.pretrain
+    dataset = args.dataset or start.dataset
     pre = override(
-        base.pretrain,
+        start,
         dataset=dataset,
         data_dir=args.data_dir,
         out=args.out or f"runs/{dataset}",
@@ -138,7 +157,7 @@ def run_config(args: argparse.Namespace) -> RunConfig:
         checkpoint_every=args.checkpoint_every,
         resume=args.resume,
         overwrite=args.overwrite,
-        skip_bad_files=not args.refuse_bad_files,
+        skip_bad_files=None if args.refuse_bad_files is None else not args.refuse_bad_files,
         sync_batchnorm=args.sync_batchnorm,
         bf16=args.bf16,
     )
@@ -174,7 +193,7 @@ def cmd_finetune(args) -> None:
     from pretext.commands import finetune_command, require_pretrained_run
     from pretext.config import load_pretrain_config
 
-    base = recipe(args.recipe).finetune
+    base = recipe(args.recipe or "default").finetune
     cfg: FinetuneConfig = override(
         base,
         epochs=args.finetune_epochs or args.epochs,

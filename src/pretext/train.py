@@ -55,6 +55,41 @@ def prepare_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
 
+# Settings a resumed run may change: where things are, how it runs and logs, how long it goes.
+# Any other change would make the continued training a different one from the one checkpointed.
+RESUMABLE_CHANGES = frozenset(
+    {
+        "out",
+        "data_dir",
+        "epochs",
+        "device",
+        "threads",
+        "checkpoint_every",
+        "log_every",
+        "knn_monitor",
+        "resume",
+        "overwrite",
+    }
+)
+
+
+def check_same_training(saved: dict, cfg: PretrainConfig) -> None:
+    """--resume continues the training its checkpoint holds: refuse options that change it."""
+    now = asdict(cfg)
+    changed = [
+        key
+        for key, value in saved.items()
+        if key in now and key not in RESUMABLE_CHANGES and now[key] != value
+    ]
+    if changed:
+        was = ", ".join(f"{key}={saved[key]!r}" for key in changed)
+        asked = ", ".join(f"{key}={now[key]!r}" for key in changed)
+        raise PretextError(
+            f"--resume: this run was trained with {was}, not {asked}; leave those options out to "
+            "continue it as it was, or start anew with --overwrite"
+        )
+
+
 def learning_rate(cfg: PretrainConfig, step: int, total: int, steps_per_epoch: int) -> float:
     warmup = int(cfg.warmup_epochs * steps_per_epoch)
     if step < warmup:
@@ -210,6 +245,7 @@ def pretrain(cfg: PretrainConfig, log=print) -> dict:
     step, history, partial = 0, [], {"loss_sum": 0.0, "seconds": 0.0}
     if cfg.resume:
         state = load_checkpoint(out / CHECKPOINT, device)
+        check_same_training(state.get("config", {}), cfg)
         load_state_checked(method, state["method"], f"{cfg.method} model")
         optimizer.load_state_dict(state["optimizer"])
         if len(state["rng"]["augment"]) != ctx.world_size:
@@ -220,7 +256,7 @@ def pretrain(cfg: PretrainConfig, log=print) -> dict:
         restore_rng(state["rng"], aug_gen, ctx.rank)
         step, history, partial = state["step"], state["history"], state["partial"]
         log(f"resuming {out} at step {step} (epoch {step // steps_per_epoch + 1})")
-    elif ctx.is_main:
+    if ctx.is_main:  # a resumed run's too: more --epochs, another --data-dir
         write_text_atomic(
             out / "config.json", json.dumps({"pretrain": asdict(cfg)}, indent=2) + "\n"
         )
