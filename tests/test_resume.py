@@ -227,3 +227,11 @@ def test_finetune_resume_matches_an_uninterrupted_run(tiny_data, tmp_path):
         metrics[0]["finetune_scratch"]["test_accuracy"]
         == metrics[1]["finetune_scratch"]["test_accuracy"]
     )
+    # Resuming with other labels or settings would mix two fine-tunes: refused, nothing touched.
+    before = checkpoint.read_bytes()
+    with pytest.raises(PretextError, match="trained with labelled=64, not labelled=20"):
+        finetune_command(tmp_path / "stopped", **common, labels=20, resume=True)
+    other = dict(common, cfg=FinetuneConfig(epochs=3, batch_size=16, lr=0.01))
+    with pytest.raises(PretextError, match="lr=0.001, not lr=0.01"):
+        finetune_command(tmp_path / "stopped", **other, resume=True)
+    assert checkpoint.read_bytes() == before

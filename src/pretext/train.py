@@ -21,6 +21,7 @@ from pretext import distributed
 from pretext.allocator import keep_freed_memory, phase
 from pretext.augment import Augmentation, make_views, preset
 from pretext.checkpoint import (
+    check_same_training,
     load_checkpoint,
     load_state_checked,
     save_checkpoint,
@@ -71,23 +72,6 @@ RESUMABLE_CHANGES = frozenset(
         "overwrite",
     }
 )
-
-
-def check_same_training(saved: dict, cfg: PretrainConfig) -> None:
-    """--resume continues the training its checkpoint holds: refuse options that change it."""
-    now = asdict(cfg)
-    changed = [
-        key
-        for key, value in saved.items()
-        if key in now and key not in RESUMABLE_CHANGES and now[key] != value
-    ]
-    if changed:
-        was = ", ".join(f"{key}={saved[key]!r}" for key in changed)
-        asked = ", ".join(f"{key}={now[key]!r}" for key in changed)
-        raise PretextError(
-            f"--resume: this run was trained with {was}, not {asked}; leave those options out to "
-            "continue it as it was, or start anew with --overwrite"
-        )
 
 
 def learning_rate(cfg: PretrainConfig, step: int, total: int, steps_per_epoch: int) -> float:
@@ -245,7 +229,7 @@ def pretrain(cfg: PretrainConfig, log=print) -> dict:
     step, history, partial = 0, [], {"loss_sum": 0.0, "seconds": 0.0}
     if cfg.resume:
         state = load_checkpoint(out / CHECKPOINT, device)
-        check_same_training(state.get("config", {}), cfg)
+        check_same_training(state.get("config", {}), asdict(cfg), RESUMABLE_CHANGES)
         load_state_checked(method, state["method"], f"{cfg.method} model")
         optimizer.load_state_dict(state["optimizer"])
         if len(state["rng"]["augment"]) != ctx.world_size:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -14,7 +15,12 @@ import torch.nn.functional as F
 
 from pretext.allocator import phase
 from pretext.augment import Augmentation, make_view, preset, to_input
-from pretext.checkpoint import load_checkpoint, load_state_checked, save_checkpoint
+from pretext.checkpoint import (
+    check_same_training,
+    load_checkpoint,
+    load_state_checked,
+    save_checkpoint,
+)
 from pretext.config import FinetuneConfig, LinearProbeConfig
 from pretext.data import ImageSet, epoch_order
 from pretext.models import Classifier, seeded_linear
@@ -108,8 +114,10 @@ def finetune(
     generator = torch.Generator(device).manual_seed(cfg.seed)
     images, labels = train.images.to(device), train.labels.to(device)
     started, step, train_accuracy, seconds_before = time.perf_counter(), 0, [], 0.0
+    settings = {**asdict(cfg), "labelled": len(train)}  # what a resumed fine-tune must share
     if resume and checkpoint is not None and checkpoint.is_file():
         state = load_checkpoint(checkpoint, device)
+        check_same_training(state.get("settings", {}), settings, frozenset({"epochs"}))
         load_state_checked(model, state["classifier"], "classifier")
         optimizer.load_state_dict(state["optimizer"])
         generator.set_state(state["generator"])
@@ -155,6 +163,7 @@ def finetune(
                     "generator": generator.get_state(),
                     "train_accuracy": train_accuracy,
                     "seconds": seconds_before + time.perf_counter() - started,
+                    "settings": settings,
                 },
             )
     test_accuracy = accuracy(model, test, aug, device)
