@@ -144,6 +144,22 @@ def test_existing_run_is_not_overwritten(tiny_data, tmp_path, capsys):
     assert (out / "precious.txt").read_text() == "keep me"
 
 
+def test_overwrite_leaves_nothing_of_the_earlier_run(pretrained_run, capsys):
+    # The earlier run's study, fine-tuning checkpoint (which --resume would take up) and results
+    # must not pass for the new run's; files that are not pretext's stay.
+    run = pretrained_run
+    data = json.loads((run / "config.json").read_text())["pretrain"]["data_dir"]
+    common = ["--data-dir", data, "--out", str(run), "--threads", "1", "--epochs", "1"]
+    assert main(["finetune", *common, "--labels", "20", "--min-steps", "0"]) == 0
+    (run / "study.md").write_text("an earlier study")
+    (run / "notes.txt").write_text("mine")
+    assert (run / "checkpoints" / "finetune.pt").is_file()
+    assert main(["pretrain", *common, "--batch-size", "16", "--overwrite"]) == 0
+    assert not (run / "checkpoints" / "finetune.pt").exists() and not (run / "study.md").exists()
+    assert not (run / "metrics.json").exists()  # the earlier fine-tune's results are gone
+    assert (run / "notes.txt").read_text() == "mine" and (run / "checkpoints" / "last.pt").is_file()
+
+
 def test_augment_writes_a_png(tiny_data, tmp_path):
     out = tmp_path / "views.png"
     assert main(["augment", "--data-dir", str(tiny_data), "--out", str(out)]) == 0
@@ -227,6 +243,9 @@ def test_study_pretrains_into_out_when_it_holds_no_run(tiny_data, tmp_path, caps
     assert main(["study", "--out", str(out), *options]) == 0
     assert (out / "checkpoints" / "last.pt").is_file() and (out / "study.md").is_file()
     assert "epoch 1/1" in capsys.readouterr().out
+    from pretext.train import RUN_OUTPUTS
+
+    assert {path.name for path in out.iterdir()} <= set(RUN_OUTPUTS)  # what --overwrite clears
 
 
 def test_study_refuses_two_different_run_directories(pretrained_run, tmp_path, capsys):

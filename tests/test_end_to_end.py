@@ -138,3 +138,7 @@ def test_image_size_holds_for_every_stage(tmp_path):
         tmp_path / "run", ClusterConfig(neighbours=3, epochs=1, batch_size=16), log=lambda *_: None
     )
     assert result["images"] == 60 and "test_accuracy" in result
+    from pretext.train import RUN_OUTPUTS
+
+    # --overwrite clears what pretext writes by that list: it must name everything written here
+    assert {path.name for path in (tmp_path / "run").iterdir()} <= set(RUN_OUTPUTS)

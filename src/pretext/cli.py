@@ -74,7 +74,12 @@ def add_pretrain_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--resume", action="store_true", default=None, help="continue RUN_DIR's checkpoint"
     )
-    p.add_argument("--overwrite", action="store_true", default=None, help="replace an existing run")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        default=None,
+        help="replace an existing run (what pretext wrote there goes; other files stay)",
+    )
     p.add_argument(
         "--refuse-bad-files",
         action="store_true",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -41,6 +42,35 @@ from pretext.progress import step_bar
 CHECKPOINT = Path("checkpoints") / "last.pt"
 
 
+# What pretext's commands write into a run directory (at their default names). --overwrite
+# removes these, so that nothing of the earlier run (a study, clusters, a fine-tuning checkpoint
+# that --resume would take up, pictures the report would show) passes for the new one; other
+# files in the folder stay.
+RUN_OUTPUTS = (
+    "config.json",
+    "metrics.json",
+    "metrics.jsonl",
+    "pretrain.json",
+    "report.html",
+    "views.png",
+    "curves.png",
+    "embeddings.png",
+    "confusion.png",
+    "mistakes.png",
+    "study.json",
+    "study.md",
+    "study.png",
+    "clusters.npz",
+    "clusters.png",
+    "encoder.torchscript.pt",
+    "encoder.torchscript.json",
+    "encoder.onnx",
+    "encoder.json",
+    "checkpoints",
+    "index",
+)
+
+
 def prepare_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
     """Refuse to write over an earlier run unless told to resume or overwrite."""
     if resume:
@@ -49,10 +79,17 @@ def prepare_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
         return
     if out.exists() and not out.is_dir():
         raise PretextError(f"--out {out} exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise PretextError(
-            f"--out {out} already holds files: pass --resume to continue or --overwrite"
-        )
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise PretextError(
+                f"--out {out} already holds files: pass --resume to continue or --overwrite"
+            )
+        for name in RUN_OUTPUTS:
+            earlier = out / name
+            if earlier.is_dir() and not earlier.is_symlink():
+                shutil.rmtree(earlier)
+            elif earlier.exists() or earlier.is_symlink():
+                earlier.unlink()
     out.mkdir(parents=True, exist_ok=True)
 
 
