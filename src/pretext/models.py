@@ -230,9 +230,10 @@ def imported_encoder(spec: str, in_channels: int, image_size: int) -> nn.Module:
     module_name, _, attribute = spec.partition(":")
     if not module_name or not attribute:
         raise PretextError(f"encoder {spec!r}: write your own encoder as 'module:callable'")
-    added = os.getcwd() not in sys.path
+    here = os.getcwd()
+    added = here not in sys.path
     if added:
-        sys.path.append(os.getcwd())
+        sys.path.append(here)
     try:
         factory = getattr(importlib.import_module(module_name), attribute)
     except (ImportError, AttributeError) as err:
@@ -245,7 +246,7 @@ def imported_encoder(spec: str, in_channels: int, image_size: int) -> nn.Module:
         raise PretextError(f"cannot load encoder {spec!r}: {err}{hint}") from None
     finally:
         if added:
-            sys.path.remove(os.getcwd())
+            sys.path.remove(here)
     parameters = inspect.signature(factory).parameters
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
     offered = {"in_channels": in_channels, "image_size": image_size}
