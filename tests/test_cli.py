@@ -160,6 +160,23 @@ def test_overwrite_leaves_nothing_of_the_earlier_run(pretrained_run, capsys):
     assert (run / "notes.txt").read_text() == "mine" and (run / "checkpoints" / "last.pt").is_file()
 
 
+def test_a_skipped_file_is_one_warning_line(tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(32):
+        Image.fromarray(np.full((28, 28), 8 * i, dtype=np.uint8)).save(folder / f"{i}.png")
+    (folder / "broken.jpg").write_bytes(b"not an image")
+    out = tmp_path / "run"
+    options = ["--dataset", str(folder), "--out", str(out), "--epochs", "1", "--batch-size", "16"]
+    assert main(["pretrain", *options, "--threads", "1"]) == 0
+    err = capsys.readouterr().err
+    assert "pretext: warning: skipping " in err and "broken.jpg: not a readable image\n" in err
+    assert "UserWarning" not in err and "load_folder" not in err  # no source line after it
+
+
 def test_augment_writes_a_png(tiny_data, tmp_path):
     out = tmp_path / "views.png"
     assert main(["augment", "--data-dir", str(tiny_data), "--out", str(out)]) == 0

@@ -479,6 +479,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_PACKAGE = str(Path(__file__).resolve().parent)
+
+
+def show_warnings_as_lines(plain_show):
+    """A `warnings.showwarning` that writes pretext's own warnings as one line on stderr
+    ("pretext: warning: ..."), and any other library's through `plain_show`."""
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        if category is UserWarning and str(Path(filename).resolve()).startswith(_PACKAGE):
+            print(f"pretext: warning: {message}", file=file or sys.stderr)
+        else:
+            plain_show(message, category, filename, lineno, file, line)
+
+    return show
+
+
 def main(argv: list[str] | None = None) -> int:
     from pretext.allocator import keep_freed_memory
 
@@ -492,7 +508,14 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(threads)
-    warnings.filterwarnings("default")
+    with warnings.catch_warnings():  # the caller's warning settings come back afterwards
+        warnings.simplefilter("default")
+        warnings.showwarning = show_warnings_as_lines(warnings.showwarning)
+        return run_command(args)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """The command, with its errors as one line and an exit code."""
     try:
         args.func(args)
         distributed.shutdown()  # under torchrun: leave the process group together
