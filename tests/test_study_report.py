@@ -34,6 +34,23 @@ def test_study_writes_rows_table_and_plot(pretrained_run):
     assert (pretrained_run / "study.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_an_interrupted_study_keeps_the_label_counts_it_finished(pretrained_run):
+    def stop_at_the_second_count(message):
+        if message.startswith("20 labels"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        study_command(
+            pretrained_run, labels=(10, 20), seeds=1, min_steps=2, log=stop_at_the_second_count
+        )
+    rows = json.loads((pretrained_run / "study.json").read_text())
+    assert {row["labels"] for row in rows} == {10} and len(rows) == 4
+    assert "Partial: 1 of 2 label counts done" in (pretrained_run / "study.md").read_text()
+    assert (pretrained_run / "study.png").is_file()
+    study_command(pretrained_run, labels=(10, 20), seeds=1, min_steps=2, log=lambda *_: None)
+    assert "Partial" not in (pretrained_run / "study.md").read_text()  # a finished one is whole
+
+
 def test_paired_gain_against_a_hand_computed_interval():
     from pretext.evaluate.study import paired_gain
 

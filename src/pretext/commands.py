@@ -402,12 +402,25 @@ def study_command(
         channels, size = train.images.shape[1], train.images.shape[-1]
         return build_encoder(pre.encoder, channels, size, seed=10_000 + seed).to(dev)
 
-    rows = run_study(encoder, make_scratch, train, test, cfg, dev, log)
-    write_json(out / "study.json", rows)
-    table = study_markdown(rows, finetune_protocol(ft))
-    study_plot(rows, out / "study.png")
-    write_text_atomic(out / "study.md", table)
-    log(table)
+    finished = {"counts": 0}
+
+    def write_study(rows: list[dict]) -> str:
+        """study.json, .md and .png from the rows so far: after every label count, so that an
+        interrupted study keeps the counts it finished (study.md then says it is partial)."""
+        finished["counts"] += 1
+        table = study_markdown(rows, finetune_protocol(ft))
+        if finished["counts"] < len(cfg.labels):
+            table += (
+                f"\nPartial: {finished['counts']} of {len(cfg.labels)} label counts done (the "
+                "study was still running when this was written).\n"
+            )
+        write_json(out / "study.json", rows)
+        study_plot(rows, out / "study.png")
+        write_text_atomic(out / "study.md", table)
+        return table
+
+    rows = run_study(encoder, make_scratch, train, test, cfg, dev, log, done=write_study)
+    log(study_markdown(rows, finetune_protocol(ft)))
     return rows
 
 

@@ -60,9 +60,12 @@ def run_study(
     cfg: StudyConfig,
     device: torch.device,
     log=print,
+    done=None,
 ) -> list[dict]:
     """Rows {labels, method, mean, std, seeds, values}; `make_scratch(seed)` builds a fresh
-    encoder. `values` holds each seed's accuracy: seed s of every method used the same labels."""
+    encoder. `values` holds each seed's accuracy: seed s of every method used the same labels.
+    `done(rows)`, if given, is called with the rows so far after each label count (a long study
+    can then keep what it has finished)."""
     aug = preset(cfg.finetune.augment)
     frozen = {"linear", "knn"} & set(cfg.methods)
     if frozen:
@@ -137,6 +140,8 @@ def run_study(
                     "values": values,  # per label-sampling seed, in seed order
                 }
             )
+        if done is not None:
+            done(rows)
     return rows
 
 
