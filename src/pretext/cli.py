@@ -527,7 +527,8 @@ def run_command(args: argparse.Namespace) -> int:
         return 1
     except KeyboardInterrupt:
         print(
-            "pretext: interrupted; the last checkpoint is kept (continue with --resume)",
+            "pretext: interrupted; what was finished is kept (pretraining and fine-tuning go "
+            "on from their last checkpoint with --resume)",
             file=sys.stderr,
         )
         return 130
