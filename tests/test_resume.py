@@ -235,3 +235,25 @@ def test_finetune_resume_matches_an_uninterrupted_run(tiny_data, tmp_path):
     with pytest.raises(PretextError, match="lr=0.001, not lr=0.01"):
         finetune_command(tmp_path / "stopped", **other, resume=True)
     assert checkpoint.read_bytes() == before
+
+
+def test_finetune_takes_its_defaults_from_the_run_and_resumes_from_its_checkpoint(
+    pretrained_run, monkeypatch, capsys
+):
+    from pretext.cli import main
+
+    # No --data-dir: the run's own (the tiny set), not MNIST from the environment.
+    monkeypatch.delenv("PRETEXT_DATA_DIR", raising=False)
+    run = ["finetune", "--out", str(pretrained_run), "--threads", "1", "--from-scratch"]
+    started = ["--labels", "20", "--batch-size", "16", "--lr", "0.002", "--min-steps", "0"]
+    assert main([*run, *started, "--epochs", "1"]) == 0
+    first = json.loads((pretrained_run / "metrics.json").read_text())["finetune_scratch"]
+    assert first["labels"] == 20 and len(first["train_accuracy"]) == 1
+    # --resume with more epochs only: the checkpoint's labels, batch size and lr go on.
+    assert main([*run, "--resume", "--epochs", "2"]) == 0
+    assert "resuming scratch after epoch 1" in capsys.readouterr().out
+    resumed = json.loads((pretrained_run / "metrics.json").read_text())["finetune_scratch"]
+    assert resumed["labels"] == 20 and len(resumed["train_accuracy"]) == 2
+    assert resumed["train_accuracy"][0] == first["train_accuracy"][0]
+    settings = load_checkpoint(pretrained_run / "checkpoints" / "scratch.pt")["settings"]
+    assert (settings["batch_size"], settings["lr"], settings["epochs"]) == (16, 0.002, 2)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 from pretext import __version__, distributed
@@ -198,7 +198,17 @@ def cmd_finetune(args) -> None:
     from pretext.commands import finetune_command, require_pretrained_run
     from pretext.config import load_pretrain_config
 
-    base = recipe(args.recipe or "default").finetune
+    if not args.from_scratch:
+        require_pretrained_run(args.out)
+    # A run directory gives the defaults: its data set, recipe and (for the from-scratch
+    # baseline of that run) its encoder; resuming, its fine-tuning checkpoint's own settings.
+    run = load_pretrain_config(args.out) if is_run_dir(args.out) else None
+    base = recipe(args.recipe or (run.recipe if run else "default")).finetune
+    labels, saved = args.labels, resumed_finetune(args)
+    if saved is not None:
+        known = {f.name for f in fields(FinetuneConfig)}
+        base = FinetuneConfig(**{k: v for k, v in saved.items() if k in known})
+        labels = labels if labels is not None else saved.get("labelled")
     cfg: FinetuneConfig = override(
         base,
         epochs=args.finetune_epochs or args.epochs,
@@ -208,19 +218,14 @@ def cmd_finetune(args) -> None:
         anchor=args.anchor,
         seed=args.seed,
     )
-    dataset, data_dir, encoder = args.dataset, args.data_dir, args.encoder
-    if not args.from_scratch:
-        require_pretrained_run(args.out)
-        saved = load_pretrain_config(args.out)
-        dataset, data_dir = dataset or saved.dataset, data_dir or saved.data_dir
     finetune_command(
         args.out,
-        dataset or "mnist",
-        data_dir,
+        args.dataset or (run.dataset if run else "mnist"),
+        args.data_dir or (run.data_dir if run else None),
         cfg,
-        labels=args.labels,
+        labels=labels,
         from_scratch=args.from_scratch,
-        encoder=encoder or "cnn",
+        encoder=args.encoder or (run.encoder if run else "cnn"),
         device=args.device or "auto",
         limit_train=args.limit_train,
         resume=args.resume,
@@ -228,6 +233,22 @@ def cmd_finetune(args) -> None:
         if args.self_train
         else None,
     )
+
+
+def is_run_dir(path: str | None) -> bool:
+    return path is not None and (Path(path) / "config.json").is_file()
+
+
+def resumed_finetune(args: argparse.Namespace) -> dict | None:
+    """With --resume, the settings its fine-tuning checkpoint was trained with (and the number
+    of labelled images, "labelled"); None without one, or for checkpoints that predate them."""
+    from pretext.checkpoint import load_checkpoint
+
+    if not args.resume or args.out is None:
+        return None
+    name = "scratch" if args.from_scratch else "finetune"
+    path = Path(args.out) / "checkpoints" / f"{name}.pt"
+    return load_checkpoint(path).get("settings") if path.is_file() else None
 
 
 def cmd_evaluate(args) -> None:
@@ -358,9 +379,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("finetune", help="fine-tune a run's encoder (or a fresh one) on labels")
     add_data_options(p)
     p.add_argument("--out", default=None, help="run directory with checkpoints/last.pt")
-    p.add_argument("--recipe", default="default")
+    p.add_argument("--recipe", default=None, help="seed or default (default: the run's)")
     p.add_argument(
-        "--encoder", default=None, help="--from-scratch's encoder (default cnn; or module:callable)"
+        "--encoder",
+        default=None,
+        help="--from-scratch's encoder (default: the run's, or cnn; or module:callable)",
     )
     p.add_argument("--labels", type=int, default=None, help="use a stratified subset of N labels")
     p.add_argument(
