@@ -177,6 +177,24 @@ def test_a_skipped_file_is_one_warning_line(tmp_path, capsys):
     assert "UserWarning" not in err and "load_folder" not in err  # no source line after it
 
 
+def test_a_run_works_from_any_directory(tiny_data, tmp_path, monkeypatch, capsys):
+    # Relative --data-dir and --dataset paths are recorded as absolute ones: the run's later
+    # commands find the data from elsewhere (here, from inside the run directory).
+    monkeypatch.delenv("PRETEXT_DATA_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    common = ["--epochs", "1", "--batch-size", "16", "--threads", "1"]
+    assert main(["pretrain", "--data-dir", "data", "--out", "run", *common]) == 0
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["pretrain"][
+        "data_dir"
+    ] == str(tiny_data)
+    monkeypatch.chdir(tmp_path / "run")
+    assert main(["finetune", "--out", ".", "--labels", "20", "--min-steps", "0", *common]) == 0
+    assert main(["embed", "--out", "."]) == 0
+    monkeypatch.chdir(tmp_path / "run" / "index")
+    assert main(["search", "--index-dir", ".", "--query", "0", "-k", "2"]) == 0
+    assert "# 1  index" in capsys.readouterr().out
+
+
 def test_augment_writes_a_png(tiny_data, tmp_path):
     out = tmp_path / "views.png"
     assert main(["augment", "--data-dir", str(tiny_data), "--out", str(out)]) == 0

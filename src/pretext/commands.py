@@ -25,7 +25,7 @@ from pretext.config import (
     scratch_finetune,
 )
 from pretext.data import check_label_count, load_dataset, stratified_subset
-from pretext.data.sources import missing_test_split
+from pretext.data.sources import missing_test_split, portable
 from pretext.errors import PretextError
 from pretext.evaluate import (
     accuracy,
@@ -546,8 +546,8 @@ def embed_command(
         index_dir / "index.json",
         {
             "run_dir": str(run_dir.resolve()),
-            "dataset": dataset,
-            "data_dir": data_dir,
+            "dataset": portable(dataset),
+            "data_dir": portable(data_dir),
             "split": split,
         },
     )

@@ -12,7 +12,7 @@ import math
 import random
 import shutil
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +32,7 @@ from pretext.checkpoint import (
 )
 from pretext.config import PretrainConfig, load_pretrain_config, resolve_device, validate
 from pretext.data import epoch_order, load_dataset, shard
+from pretext.data.sources import portable
 from pretext.errors import PretextError
 from pretext.evaluate.classify import extract_features
 from pretext.evaluate.knn import knn_accuracy
@@ -216,6 +217,8 @@ def pretrain(cfg: PretrainConfig, log=print) -> dict:
     rank 0 alone logs and writes. Returns the summary `metrics.json` records under "pretrain".
     """
     validate(cfg)
+    # recorded as absolute paths: later commands may run from another directory
+    cfg = replace(cfg, dataset=portable(cfg.dataset), data_dir=portable(cfg.data_dir))
     out = Path(cfg.out)
     ctx, device = distributed.setup(resolve_device(cfg.device))
     if device.type == "cpu":
@@ -266,7 +269,9 @@ def pretrain(cfg: PretrainConfig, log=print) -> dict:
     step, history, partial = 0, [], {"loss_sum": 0.0, "seconds": 0.0}
     if cfg.resume:
         state = load_checkpoint(out / CHECKPOINT, device)
-        check_same_training(state.get("config", {}), asdict(cfg), RESUMABLE_CHANGES)
+        saved = state.get("config", {})
+        saved = {**saved, "dataset": portable(saved.get("dataset"))}  # older runs: as given
+        check_same_training(saved, asdict(cfg), RESUMABLE_CHANGES)
         load_state_checked(method, state["method"], f"{cfg.method} model")
         optimizer.load_state_dict(state["optimizer"])
         if len(state["rng"]["augment"]) != ctx.world_size:

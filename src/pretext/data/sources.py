@@ -358,6 +358,15 @@ def missing_test_split(name_or_path: str | Path) -> str | None:
     return None
 
 
+def portable(name_or_path: str | None) -> str | None:
+    """A data set's name as it is; a path (a folder, an .npz, a data directory) made absolute,
+    so that what a run directory records means the same from any working directory."""
+    if name_or_path is None or name_or_path in NAMED_SETS or name_or_path == "digits":
+        return name_or_path
+    path = Path(name_or_path).expanduser()
+    return str(path.resolve()) if path.exists() else name_or_path
+
+
 def load_dataset(
     name_or_path: str | Path,
     split: str = "train",
