@@ -282,7 +282,7 @@ def run(cfg: RunConfig, log=print) -> dict:
     log(
         f"done in {metrics['seconds']:.0f}s: fine-tune {100 * ft['test_accuracy']:.2f}%, "
         f"linear probe {100 * metrics['linear_probe']['test_accuracy']:.2f}%; "
-        f"see {out / 'metrics.json'}"
+        f"see {out / 'report.html'} (figures in {out / 'metrics.json'})"
     )
     return metrics
 
