@@ -195,6 +195,35 @@ def test_a_run_works_from_any_directory(tiny_data, tmp_path, monkeypatch, capsys
     assert "# 1  index" in capsys.readouterr().out
 
 
+def test_a_runs_config_json_repeats_it(tiny_data, tmp_path, capsys):
+    first, again = tmp_path / "first", tmp_path / "again"
+    options = ["--epochs", "2", "--batch-size", "16", "--lr", "0.001", "--augment", "light"]
+    common = ["--data-dir", str(tiny_data), "--threads", "1"]
+    assert main(["pretrain", *common, "--out", str(first), *options, "--seed", "3"]) == 0
+    assert main(["pretrain", "--config", str(first / "config.json"), "--out", str(again)]) == 0
+    settings = [json.loads((run / "config.json").read_text())["pretrain"] for run in (first, again)]
+    assert {**settings[0], "out": None} == {**settings[1], "out": None}
+    losses = [(run / "metrics.jsonl").read_text() for run in (first, again)]
+    assert [json.loads(line)["loss"] for line in losses[0].splitlines()] == [
+        json.loads(line)["loss"] for line in losses[1].splitlines()
+    ]
+    capsys.readouterr()
+    (tmp_path / "typo.json").write_text(json.dumps({"epochs": 2, "lrr": 0.1}))
+    assert (
+        main(["pretrain", "--config", str(tmp_path / "typo.json"), "--out", str(tmp_path / "x")])
+        != 0
+    )
+    assert "unknown settings lrr" in capsys.readouterr().err and not (tmp_path / "x").exists()
+    (tmp_path / "wrong.json").write_text(json.dumps({"epochs": "ten"}))
+    assert (
+        main(["pretrain", "--config", str(tmp_path / "wrong.json"), "--out", str(tmp_path / "x")])
+        != 0
+    )
+    assert "epochs must be int, got 'ten'" in capsys.readouterr().err
+    resume = ["pretrain", "--config", str(first / "config.json"), "--out", str(first), "--resume"]
+    assert main(resume) != 0 and "drop --config" in capsys.readouterr().err
+
+
 def test_augment_writes_a_png(tiny_data, tmp_path):
     out = tmp_path / "views.png"
     assert main(["augment", "--data-dir", str(tiny_data), "--out", str(out)]) == 0

@@ -10,7 +10,14 @@ from dataclasses import fields, replace
 from pathlib import Path
 
 from pretext import __version__, distributed
-from pretext.config import FinetuneConfig, RunConfig, SelfTrainConfig, override, recipe
+from pretext.config import (
+    FinetuneConfig,
+    RunConfig,
+    SelfTrainConfig,
+    override,
+    pretrain_config_from_file,
+    recipe,
+)
 from pretext.errors import PretextError
 
 
@@ -30,6 +37,12 @@ def add_data_options(p: argparse.ArgumentParser) -> None:
 
 def add_pretrain_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=None, help="run directory (default runs/<dataset>)")
+    p.add_argument(
+        "--config",
+        default=None,
+        help="start from these settings: a run's config.json (to repeat it) or a JSON object "
+        "of pretraining settings; options given override them",
+    )
     p.add_argument(
         "--recipe", default=None, help="seed (the original write-up) or default (the default)"
     )
@@ -132,8 +145,13 @@ def resumed_config(args: argparse.Namespace):
 def run_config(args: argparse.Namespace) -> RunConfig:
     # Resuming continues the run as it was started: its saved settings are the base, and the
     # options given on the command line override them (pretraining refuses any that would
-    # change the training it continues; more --epochs are fine).
+    # change the training it continues; more --epochs are fine). --config starts a new run
+    # from a file's settings the same way.
     saved = resumed_config(args)
+    if getattr(args, "config", None):
+        if saved is not None:
+            raise PretextError("--resume continues a run with its own settings: drop --config")
+        saved = pretrain_config_from_file(args.config)  # a new run from a file's settings
     base = recipe(args.recipe or (saved.recipe if saved else "default"))
     start = saved or base.pretrain
     dataset = args.dataset or start.dataset

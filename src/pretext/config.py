@@ -6,8 +6,10 @@ directory is `asdict` of these, so a run can be read back and repeated.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from typing import get_args, get_type_hints
 
 import torch
 
@@ -235,3 +237,35 @@ def load_pretrain_config(run_dir: Path) -> PretrainConfig:
     data = data.get("pretrain", data)
     known = {f.name for f in fields(PretrainConfig)}
     return PretrainConfig(**{k: v for k, v in data.items() if k in known})
+
+
+# A settings file describes a run to make; where it goes and whether it resumes are this run's.
+NOT_FROM_A_FILE = ("out", "resume", "overwrite")
+
+
+def pretrain_config_from_file(path: str | Path) -> PretrainConfig:
+    """The pretraining settings in a JSON file: a run's config.json (its "pretrain" object) or a
+    file of settings alone, checked for unknown names and wrong types. Its `out`, `resume` and
+    `overwrite` are not taken: the file says what to train, the command where."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except OSError as exc:
+        raise PretextError(f"--config {path}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise PretextError(f"--config {path} is not JSON ({exc})") from None
+    if isinstance(data, dict) and isinstance(data.get("pretrain"), dict):
+        data = data["pretrain"]
+    if not isinstance(data, dict):
+        raise PretextError(f"--config {path}: expected a JSON object of settings")
+    types = get_type_hints(PretrainConfig)
+    unknown = sorted(set(data) - set(types))
+    if unknown:
+        raise PretextError(f"--config {path}: unknown settings {', '.join(unknown)}")
+    for name, value in data.items():
+        allowed = get_args(types[name]) or (types[name],)
+        if float in allowed:
+            allowed = (*allowed, int)  # 1 for 1.0
+        if isinstance(value, bool) and bool not in allowed or not isinstance(value, allowed):
+            wanted = " or ".join("null" if t is type(None) else t.__name__ for t in allowed)
+            raise PretextError(f"--config {path}: {name} must be {wanted}, got {value!r}")
+    return PretrainConfig(**{k: v for k, v in data.items() if k not in NOT_FROM_A_FILE})
