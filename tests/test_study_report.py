@@ -166,3 +166,37 @@ def test_onnx_export_matches_the_encoder(pretrained_run):
     with torch.no_grad():
         expected = load_encoder(pretrained_run).eval()(x)
     assert torch.allclose(torch.from_numpy(out), expected, atol=1e-5)
+
+
+def test_compare_puts_runs_side_by_side(pretrained_run, tmp_path, capsys):
+    evaluated = tmp_path / "evaluated"
+    evaluated.mkdir()
+    settings = {"dataset": "mnist", "method": "byol", "encoder": "cnn", "augment": "default"}
+    (evaluated / "config.json").write_text(
+        json.dumps({"pretrain": {**settings, "epochs": 40, "batch_size": 256}})
+    )
+    metrics = {
+        "pretrain": {"seconds": 188.34},
+        "finetune": {"test_accuracy": 0.9944},
+        "linear_probe": {"test_accuracy": 0.99012},
+        "knn": {"test_accuracy": 0.9831},
+        "retrieval": {"precision_at_1": 0.988, "map_at_r": 0.6096},
+        "few_labels": {"labels": 600, "pretrained": 0.9796, "scratch": 0.9781, "gain": 0.0015},
+    }
+    (evaluated / "metrics.json").write_text(json.dumps(metrics))
+    out = tmp_path / "runs.md"
+    assert main(["compare", str(evaluated), str(pretrained_run), "--out", str(out)]) == 0
+    table = out.read_text()
+    assert table == capsys.readouterr().out.rstrip("\n") + "\n"
+    header, rule, first, second = table.splitlines()
+    assert "few (600 labels): gain" in header and rule.count("---") == 16
+    assert first == (
+        f"| {evaluated} | mnist | byol | cnn | default | 40 | 256 | 188.3 | 99.44 | 99.01 | 98.31 "
+        "| 98.80 | 60.96 | 97.96 | 97.81 | +0.15 |"
+    )
+    # pretrained only: its seconds from pretrain.json, no results yet
+    assert second.startswith(f"| {pretrained_run} | mnist | simclr | cnn | default | 1 | 16 | ")
+    cells = second.strip("|").split("|")
+    assert float(cells[7]) >= 0 and [c.strip() for c in cells[8:]] == ["–"] * 8
+    assert main(["compare", str(tmp_path / "nothing")]) == 2
+    assert "is not a run directory" in capsys.readouterr().err

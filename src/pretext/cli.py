@@ -269,6 +269,12 @@ def resumed_finetune(args: argparse.Namespace) -> dict | None:
     return load_checkpoint(path).get("settings") if path.is_file() else None
 
 
+def cmd_compare(args) -> None:
+    from pretext.commands import compare_command
+
+    compare_command(args.run_dirs, args.out)
+
+
 def cmd_evaluate(args) -> None:
     from pretext.commands import evaluate_command
 
@@ -504,6 +510,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="torchscript", help="torchscript or onnx")
     p.add_argument("--file", default=None, help="output file")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("compare", help="several runs' settings and results side by side")
+    p.add_argument("run_dirs", nargs="+")
+    p.add_argument("--out", default=None, help="also write the table to this markdown file")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("report", help="write RUN_DIR/report.html (self-contained)")
     p.add_argument("run_dir")

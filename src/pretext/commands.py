@@ -693,6 +693,20 @@ def normalisation(aug) -> dict:
     return {"scale": aug.pixel_scale, "mean": aug.mean, "std": aug.std}
 
 
+def compare_command(run_dirs: list[str | Path], out: str | Path | None = None, log=print) -> str:
+    """Several runs side by side (settings and results, read from their directories) as a
+    markdown table: printed, and written to `out` if given."""
+    from pretext.report.compare import run_row, runs_markdown
+
+    if not run_dirs:
+        raise PretextError("compare needs at least one run directory")
+    table = runs_markdown([run_row(run_dir) for run_dir in run_dirs])
+    if out is not None:
+        write_text_atomic(Path(out), table)
+    log(table)
+    return table
+
+
 def report_command(run_dir: str | Path) -> Path:
     from pretext.report import write_report
 
