@@ -200,3 +200,10 @@ def test_compare_puts_runs_side_by_side(pretrained_run, tmp_path, capsys):
     assert float(cells[7]) >= 0 and [c.strip() for c in cells[8:]] == ["–"] * 8
     assert main(["compare", str(tmp_path / "nothing")]) == 2
     assert "is not a run directory" in capsys.readouterr().err
+
+
+def test_label_counts_beyond_the_data_are_one_row_for_all_of_it(pretrained_run):
+    # 64 training images: 100 and 500 both mean all 64, studied once
+    rows = study_command(pretrained_run, labels=(20, 100, 500), seeds=1, min_steps=1, log=print)
+    assert sorted(row["labels"] for row in rows) == [20] * 4 + [64] * 4  # 4 methods each
+    assert "Partial" not in (pretrained_run / "study.md").read_text()

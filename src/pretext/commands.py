@@ -396,6 +396,8 @@ def study_command(
         dataset or pre.dataset, data_dir or pre.data_dir, None, pre.image_size
     )
     check_study_request(labels, seeds, self_train, train.labels)  # before any label count runs
+    # Counts beyond the data set mean all of it: one row for all, not one per count given.
+    cfg = replace(cfg, labels=tuple(dict.fromkeys(min(n, len(train)) for n in cfg.labels)))
     encoder = load_encoder(run_dir, dev)
 
     def make_scratch(seed: int) -> torch.nn.Module:
