@@ -142,3 +142,24 @@ def test_image_size_holds_for_every_stage(tmp_path):
 
     # --overwrite clears what pretext writes by that list: it must name everything written here
     assert {path.name for path in (tmp_path / "run").iterdir()} <= set(RUN_OUTPUTS)
+
+
+def test_few_label_check_on_a_smaller_data_set_records_what_it_used(pretrained_run, tiny_data):
+    from pretext.data import load_dataset
+    from pretext.evaluate import few_label_comparison
+    from pretext.models import build_encoder
+    from pretext.train import load_encoder
+
+    train, test = (load_dataset("mnist", split, str(tiny_data)) for split in ("train", "test"))
+    few = few_label_comparison(
+        load_encoder(pretrained_run),
+        build_encoder("cnn", seed=1),
+        train,
+        test,
+        labels=600,
+        seeds=1,
+        cfg=FinetuneConfig(epochs=1, batch_size=16),
+        device=torch.device("cpu"),
+        log=lambda *_: None,
+    )
+    assert few["labels"] == 64  # all 64 training images, not the 600 asked for

@@ -281,7 +281,7 @@ def few_label_comparison(
     }
     gain = paired_gain(rows["finetune"]["values"], rows["scratch"]["values"])
     return {
-        "labels": labels,
+        "labels": min(labels, len(train)),  # a smaller data set: all of its labels
         "seeds": seeds,
         "pretrained": rows["finetune"]["mean"],
         "pretrained_std": rows["finetune"]["std"],
