@@ -12,7 +12,7 @@ from pretext.commands import export_command
 from pretext.config import PretrainConfig
 from pretext.errors import PretextError
 from pretext.models import build_encoder
-from pretext.train import RUN_OUTPUTS, encoder_input, load_encoder, pretrain
+from pretext.train import RUN_OUTPUTS, load_encoder, load_encoder_and_input, pretrain
 
 SOURCE = '''
 import torch
@@ -96,7 +96,7 @@ def test_pretrain_finetune_baseline_and_export(own_encoders, tiny_data, tmp_path
     encoder = load_encoder(out)
     saved = torch.load(out / "checkpoints" / "last.pt", weights_only=True)["encoder"]
     assert all(torch.equal(saved[k], v) for k, v in encoder.state_dict().items())
-    assert encoder_input(out) == (1, 28) and encoder.embed_dim == 12
+    assert load_encoder_and_input(out)[1] == (1, 28) and encoder.embed_dim == 12
 
     common = ["--data-dir", str(tiny_data), "--threads", "1", "--out", str(out), "--epochs", "1"]
     assert main(["finetune", *common, "--labels", "20", "--min-steps", "0"]) == 0
@@ -136,6 +136,7 @@ def test_export_describes_the_runs_own_image_size(own_encoders, tiny_data, tmp_p
         threads=1,
     )
     pretrain(cfg, log=lambda *_: None)
-    assert encoder_input(out) == (1, 32) and load_encoder(out).image_size == 32
+    encoder, shape = load_encoder_and_input(out)
+    assert shape == (1, 32) and encoder.image_size == 32
     exported = export_command(out)
     assert json.loads(exported.with_suffix(".json").read_text())["input"] == "float N x 1 x 32 x 32"

@@ -38,7 +38,7 @@ from pretext.evaluate.classify import finetune_views
 from pretext.evaluate.knn import knn_accuracy
 from pretext.evaluate.retrieval import retrieval_metrics
 from pretext.models import build_encoder
-from pretext.train import encoder_input, load_encoder, pretrain
+from pretext.train import load_encoder, load_encoder_and_input, pretrain
 
 
 def update_metrics(run_dir: Path, **entries) -> dict:
@@ -649,8 +649,8 @@ def export_command(
 
     run_dir = Path(run_dir)
     pre = load_pretrain_config(run_dir)
-    encoder = load_encoder(run_dir, "cpu").eval()
-    channels, size = encoder_input(run_dir)
+    encoder, (channels, size) = load_encoder_and_input(run_dir, "cpu")
+    encoder.eval()
     example = torch.zeros(2, channels, size, size)
     if fmt == "torchscript":
         path = Path(out) if out is not None else run_dir / "encoder.torchscript.pt"

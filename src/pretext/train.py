@@ -409,19 +409,21 @@ def check_finite(first_bad: torch.Tensor, out: Path) -> None:
 
 def load_encoder(run_dir: str | Path, device: torch.device | str = "cpu") -> torch.nn.Module:
     """The pretrained encoder of a run directory, from checkpoints/last.pt (weights only)."""
+    return load_encoder_and_input(run_dir, device)[0]
+
+
+def load_encoder_and_input(
+    run_dir: str | Path, device: torch.device | str = "cpu"
+) -> tuple[torch.nn.Module, tuple[int, int]]:
+    """The pretrained encoder of a run directory, and the (channels, side) of the square images
+    it was pretrained on (what an export traces), from one read of its checkpoint."""
     run_dir = Path(run_dir)
     cfg = load_pretrain_config(run_dir)
     state = load_checkpoint(run_dir / CHECKPOINT, device)
     channels, size = input_shape(state, cfg)
     encoder = build_encoder(cfg.encoder, channels, size, seed=0)  # weights replaced: no draw
     load_state_checked(encoder, state["encoder"], "encoder")
-    return encoder.to(device)
-
-
-def encoder_input(run_dir: str | Path) -> tuple[int, int]:
-    """(channels, side) of the square images a run's encoder was pretrained on."""
-    run_dir = Path(run_dir)
-    return input_shape(load_checkpoint(run_dir / CHECKPOINT, "cpu"), load_pretrain_config(run_dir))
+    return encoder.to(device), (channels, size)
 
 
 def input_shape(state: dict, cfg: PretrainConfig) -> tuple[int, int]:
