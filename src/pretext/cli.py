@@ -14,6 +14,7 @@ from pretext.config import (
     FinetuneConfig,
     RunConfig,
     SelfTrainConfig,
+    is_run_dir,
     override,
     pretrain_config_from_file,
     recipe,
@@ -138,8 +139,8 @@ def resumed_config(args: argparse.Namespace):
 
     if not args.resume:
         return None
-    out = Path(args.out or f"runs/{args.dataset or 'mnist'}")
-    return load_pretrain_config(out) if (out / "config.json").is_file() else None
+    out = args.out or f"runs/{args.dataset or 'mnist'}"
+    return load_pretrain_config(out) if is_run_dir(out) else None
 
 
 def run_config(args: argparse.Namespace) -> RunConfig:
@@ -147,13 +148,13 @@ def run_config(args: argparse.Namespace) -> RunConfig:
     # options given on the command line override them (pretraining refuses any that would
     # change the training it continues; more --epochs are fine). --config starts a new run
     # from a file's settings the same way.
-    saved = resumed_config(args)
+    given = resumed_config(args)
     if getattr(args, "config", None):
-        if saved is not None:
+        if given is not None:
             raise PretextError("--resume continues a run with its own settings: drop --config")
-        saved = pretrain_config_from_file(args.config)  # a new run from a file's settings
-    base = recipe(args.recipe or (saved.recipe if saved else "default"))
-    start = saved or base.pretrain
+        given = pretrain_config_from_file(args.config)  # a new run from a file's settings
+    base = recipe(args.recipe or (given.recipe if given else "default"))
+    start = given or base.pretrain
     dataset = args.dataset or start.dataset
     pre = override(
         start,
@@ -251,10 +252,6 @@ def cmd_finetune(args) -> None:
         if args.self_train
         else None,
     )
-
-
-def is_run_dir(path: str | None) -> bool:
-    return path is not None and (Path(path) / "config.json").is_file()
 
 
 def resumed_finetune(args: argparse.Namespace) -> dict | None:

@@ -21,6 +21,7 @@ from pretext.config import (
     RunConfig,
     SelfTrainConfig,
     check_finetune,
+    is_run_dir,
     resolve_device,
     scratch_finetune,
 )
@@ -77,7 +78,7 @@ def encoder_for(
 
 def require_pretrained_run(run_dir: str | Path | None) -> None:
     """Fine-tuning without --from-scratch needs a run directory of `pretext pretrain`."""
-    if run_dir is None or not (Path(run_dir) / "config.json").is_file():
+    if not is_run_dir(run_dir):
         problem = "no run directory" if run_dir is None else f"{run_dir} is not a run directory"
         raise PretextError(
             f"{problem}: give --out with the run directory of `pretext pretrain`, or "
@@ -116,7 +117,7 @@ def finetune_command(
     if from_scratch:
         cfg = scratch_finetune(cfg)
     dev = resolve_device(device)
-    if image_size is None and run_dir is not None and (Path(run_dir) / "config.json").is_file():
+    if image_size is None and is_run_dir(run_dir):
         image_size = load_pretrain_config(Path(run_dir)).image_size
     every, test = labelled_splits(dataset, data_dir, limit_train, image_size)
     train = every

@@ -224,10 +224,15 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def is_run_dir(path: str | Path | None) -> bool:
+    """A run directory is a folder with the config.json that pretraining writes first."""
+    return path is not None and (Path(path) / "config.json").is_file()
+
+
 def read_run_config(run_dir: str | Path) -> dict:
     """RUN_DIR/config.json as written; a folder without one is not a run (one clear error)."""
     path = Path(run_dir) / "config.json"
-    if not path.is_file():
+    if not is_run_dir(run_dir):
         raise PretextError(f"{run_dir} is not a run directory (it has no config.json)")
     return read_json(path)
 
