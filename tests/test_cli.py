@@ -285,7 +285,7 @@ def test_study_and_search_refuse_empty_requests(pretrained_run, capsys):
 
 def test_study_label_counts_are_checked_before_any_work(pretrained_run, tmp_path, capsys):
     # A count the data cannot give fails at once: not after the other counts (or a pretraining)
-    # have run, since the study writes its files only at the end.
+    # have run and spent their time.
     common = ["--seeds", "1", "--min-steps", "1", "--threads", "1"]
     assert main(["study", "--out", str(pretrained_run), "--labels", "20,99,5", *common]) != 0
     printed = capsys.readouterr()

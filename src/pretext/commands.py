@@ -332,9 +332,9 @@ def check_study_request(
     train_labels: torch.Tensor | None = None,
     min_steps: int | None = None,
 ) -> None:
-    """What a study's options can get wrong, found before any work: the study writes its files
-    at the end, so a label count that fails after others have run would waste them all (and
-    `pretext study` without a run checks this before pretraining one)."""
+    """What a study's options can get wrong, found before any work: a label count that failed
+    only when its turn came would waste the counts run before it (and `pretext study` without a
+    run checks this before pretraining one)."""
     if not labels:
         raise PretextError("--labels needs at least one label count")
     if seeds < 1:
@@ -375,7 +375,6 @@ def study_command(
     )
     from pretext.report.plots import study_plot
 
-    check_study_request(labels, seeds, self_train, min_steps=min_steps)
     run_dir = Path(run_dir)
     out = Path(out) if out is not None else run_dir
     pre = load_pretrain_config(run_dir)
@@ -396,7 +395,7 @@ def study_command(
     train, test = labelled_splits(
         dataset or pre.dataset, data_dir or pre.data_dir, None, pre.image_size
     )
-    check_study_request(labels, seeds, self_train, train.labels)  # before any label count runs
+    check_study_request(labels, seeds, self_train, train.labels, min_steps)  # before any work
     # Counts beyond the data set mean all of it: one row for all, not one per count given.
     cfg = replace(cfg, labels=tuple(dict.fromkeys(min(n, len(train)) for n in cfg.labels)))
     encoder = load_encoder(run_dir, dev)
