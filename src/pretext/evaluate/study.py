@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass, replace
+from functools import partial
 
 import torch
 
@@ -110,15 +111,14 @@ def run_study(
                     train_p[idx], subset.labels, cfg.clustering.clusters, train.num_classes
                 )
                 scores["cluster"].append(named_accuracy(mapping, test_c, test.labels))
-            arms = {  # fine-tuning arm -> its self-trained method
-                "finetune": (encoder, ft_cfg, "finetune+self"),
-                "scratch": (None, scratch_finetune(ft_cfg), "scratch+self"),
+            arms = {  # fine-tuning arm -> its starting encoder, settings, self-trained method
+                "finetune": (lambda: encoder, ft_cfg, "finetune+self"),
+                "scratch": (partial(make_scratch, seed), scratch_finetune(ft_cfg), "scratch+self"),
             }
             for arm, (start, arm_cfg, then) in arms.items():
                 if arm not in scores and then not in scores:
                     continue
-                start = make_scratch(seed) if start is None else start
-                result = finetune(start, subset, test, arm_cfg, device, quiet, arm)
+                result = finetune(start(), subset, test, arm_cfg, device, quiet, arm)
                 if arm in scores:
                     scores[arm].append(result["test_accuracy"])
                 if then in scores:
