@@ -87,3 +87,19 @@ def test_self_training_benchmark_runs_and_prints_json(tiny_data, tmp_path):
         for key in ("finetuned", "self_trained", "confident"):
             assert 0 <= seed[arm][key] <= 1
         assert report["mean"][f"{arm}_self_trained"] == seed[arm]["self_trained"]
+
+
+def test_few_label_validation_benchmark_runs_and_prints_json(pretrained_run):
+    report = run_benchmark(
+        "few_label_validation.py",
+        "--run", str(pretrained_run),
+        "--labels", "20", "--seeds", "2", "--min-steps", "2", "--threads", "1",
+    )  # fmt: skip
+    assert report["train"] == 54 and report["validation"] == 10 and report["seeds"] == 2
+    (row,) = report["results"]
+    assert row["labels"] == 20
+    for method in ("linear", "finetune", "knn", "scratch"):
+        assert len(row[method]["values"]) == 2 and 0 <= row[method]["mean"] <= 1
+    differences = [a - b for a, b in zip(row["finetune"]["values"], row["scratch"]["values"])]
+    assert abs(row["gain"]["mean"] - sum(differences) / 2) < 1e-9
+    assert row["gain"]["low"] <= row["gain"]["mean"] <= row["gain"]["high"]

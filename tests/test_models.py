@@ -15,6 +15,21 @@ def test_cnn_is_the_original_architecture():
     assert len(layers) == 3 and all(map(isinstance, layers, kinds))
 
 
+def test_cnn_bn_normalises_every_layer_of_the_original():
+    plain, normed = build_encoder("cnn", seed=0), build_encoder("cnn-bn", seed=0)
+    assert count_parameters(normed) == 37_380 + 2 * (10 + 20 + 100)
+    assert set(plain.state_dict()) < set(normed.state_dict())
+    x = torch.randn(64, 1, 28, 28, generator=torch.Generator().manual_seed(0)) * 3 + 1
+    # (the plain cnn leaves 32 of its 100 units dead or always on for this batch)
+    out = normed(x)  # training mode: batch statistics
+    assert out.shape == (64, 100) and (out >= 0).all()
+    # each unit is standardised over the batch before its ReLU: none is dead, none always on
+    positive = (out > 0).sum(0)
+    assert (positive > 0).all() and (positive < 64).all()
+    normed.eval()  # running statistics, as fine-tuning's evaluation and feature extraction use
+    assert not torch.allclose(normed(x), out)
+
+
 @pytest.mark.parametrize("name", ["cnn-wide", "convnet"])
 def test_larger_encoders(name):
     encoder = build_encoder(name)

@@ -56,8 +56,8 @@ def add_pretrain_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--encoder",
         default=None,
-        help="cnn, cnn-wide, convnet, or your own as module:callable (an nn.Module class or "
-        "factory; it may take in_channels and image_size)",
+        help="cnn, cnn-bn, cnn-wide, convnet, or your own as module:callable (an nn.Module "
+        "class or factory; it may take in_channels and image_size)",
     )
     p.add_argument(
         "--augment",
