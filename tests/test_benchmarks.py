@@ -100,6 +100,7 @@ def test_few_label_validation_benchmark_runs_and_prints_json(pretrained_run):
     assert row["labels"] == 20
     for method in ("linear", "finetune", "knn", "scratch"):
         assert len(row[method]["values"]) == 2 and 0 <= row[method]["mean"] <= 1
-    differences = [a - b for a, b in zip(row["finetune"]["values"], row["scratch"]["values"])]
+    pairs = zip(row["finetune"]["values"], row["scratch"]["values"], strict=True)
+    differences = [a - b for a, b in pairs]
     assert abs(row["gain"]["mean"] - sum(differences) / 2) < 1e-9
     assert row["gain"]["low"] <= row["gain"]["mean"] <= row["gain"]["high"]
