@@ -15,51 +15,37 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import replace
 
 import torch
+import validation
 from throughput import environment
 
-from pretext.config import load_pretrain_config, recipe
-from pretext.data import load_dataset
 from pretext.evaluate.study import StudyConfig, paired_gain, run_study
 from pretext.models import build_encoder
-from pretext.train import load_encoder
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", required=True, help="a pretrained run directory")
-    parser.add_argument("--data-dir", default=None)
+    validation.add_options(parser)
     parser.add_argument("--labels", default="100,600", help="comma-separated label counts")
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument(
-        "--min-steps", type=int, default=None, help="fine-tuning's (default: recipe's)"
-    )
-    parser.add_argument("--limit-train", type=int, default=None)
-    parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device("cpu")
-    pre = load_pretrain_config(args.run)
-    data = load_dataset(pre.dataset, "train", args.data_dir or pre.data_dir).first(args.limit_train)
-    cut = len(data) - len(data) // 6
-    train, validation = data.subset(torch.arange(cut)), data.subset(torch.arange(cut, len(data)))
-    encoder = load_encoder(args.run, device)
-    finetune = recipe(pre.recipe).finetune
-    if args.min_steps is not None:
-        finetune = replace(finetune, min_steps=args.min_steps)
-    channels = train.images.shape[1]
+    setup = validation.load(args)
+    pre, train = setup.pretrain, setup.train
+    channels, size = train.images.shape[1], train.images.shape[-1]
 
     def make_scratch(seed: int) -> torch.nn.Module:  # seeded as `pretext study` seeds its own
-        return build_encoder(pre.encoder, channels, train.images.shape[-1], seed=10_000 + seed)
+        return build_encoder(pre.encoder, channels, size, seed=10_000 + seed)
 
     study = StudyConfig(
-        labels=tuple(int(n) for n in args.labels.split(",")), seeds=args.seeds, finetune=finetune
+        labels=tuple(int(n) for n in args.labels.split(",")),
+        seeds=args.seeds,
+        finetune=setup.finetune,
     )
     quiet = lambda *_: None  # noqa: E731
-    rows = run_study(encoder, make_scratch, train, validation, study, device, quiet)
+    rows = run_study(
+        setup.encoder, make_scratch, train, setup.validation, study, torch.device("cpu"), quiet
+    )
     results = []
     for count in dict.fromkeys(row["labels"] for row in rows):
         methods = {row["method"]: row for row in rows if row["labels"] == count}
@@ -80,7 +66,7 @@ def main() -> None:
                 "encoder": pre.encoder,
                 "pretrain_epochs": pre.epochs,
                 "train": len(train),
-                "validation": len(validation),
+                "validation": len(setup.validation),
                 "seeds": args.seeds,
                 **environment(),
                 "results": results,

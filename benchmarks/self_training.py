@@ -21,43 +21,30 @@ import json
 from dataclasses import replace
 
 import torch
+import validation as split
 from throughput import environment
 
 from pretext.augment import preset
-from pretext.config import SelfTrainConfig, load_pretrain_config, recipe, scratch_finetune
-from pretext.data import load_dataset, stratified_subset
+from pretext.config import SelfTrainConfig, scratch_finetune
+from pretext.data import stratified_subset
 from pretext.evaluate.classify import accuracy, finetune
 from pretext.evaluate.selftrain import self_train
 from pretext.models import build_encoder
-from pretext.train import load_encoder
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", required=True, help="a pretrained run directory")
-    parser.add_argument("--data-dir", default=None)
+    split.add_options(parser)
     parser.add_argument("--labels", type=int, default=100)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--threshold", type=float, default=0.95)
-    parser.add_argument(
-        "--min-steps", type=int, default=None, help="fine-tuning's (default: recipe's)"
-    )
-    parser.add_argument("--limit-train", type=int, default=None)
-    parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    setup = split.load(args)
     device = torch.device("cpu")
-    pre = load_pretrain_config(args.run)
-    data = load_dataset(pre.dataset, "train", args.data_dir or pre.data_dir).first(args.limit_train)
-    cut = len(data) - len(data) // 6
-    train, validation = data.subset(torch.arange(cut)), data.subset(torch.arange(cut, len(data)))
-    encoder = load_encoder(args.run, device)
-    ft = recipe(pre.recipe).finetune
-    if args.min_steps is not None:
-        ft = replace(ft, min_steps=args.min_steps)
+    pre, encoder, ft = setup.pretrain, setup.encoder, setup.finetune
+    train, validation = setup.train, setup.validation
     quiet = lambda *_: None  # noqa: E731
     eval_views = preset(ft.augment)
     rows = []
