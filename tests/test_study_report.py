@@ -1,6 +1,7 @@
 import base64
 import json
 import re
+import warnings
 
 import pytest
 import torch
@@ -148,7 +149,9 @@ def test_embed_and_search(pretrained_run, tmp_path, capsys):
 
 
 def test_torchscript_export_matches_the_encoder(pretrained_run):
-    path = export_command(pretrained_run, "torchscript")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a user sees no TracerWarning from our own layers
+        path = export_command(pretrained_run, "torchscript")
     exported = torch.jit.load(str(path))
     encoder = load_encoder(pretrained_run).eval()
     x = torch.randn(7, 1, 28, 28)

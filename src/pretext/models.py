@@ -65,11 +65,11 @@ def max_pool2x2(x: torch.Tensor) -> torch.Tensor:
     gradients as F.max_pool2d, five times faster forward); F.max_pool2d elsewhere, and while
     tracing or exporting, so that exported models hold a plain MaxPool."""
     if (
-        x.device.type != "cpu"
+        building_a_graph()  # first: while tracing, the size checks below would warn
+        or x.device.type != "cpu"
         or x.dim() != 4
         or x.shape[-1] % 2
         or x.shape[-2] % 2
-        or building_a_graph()
     ):
         return F.max_pool2d(x, 2)
     if torch.is_grad_enabled() and x.requires_grad:
