@@ -81,6 +81,19 @@ def test_gain_table_pairs_each_method_with_scratch_by_seed():
     assert lines[2].startswith("| 10 | +5.00 [-58.53, +68.53] | -2.50 [")
 
 
+def test_one_seed_study_claims_no_interval():
+    from pretext.evaluate.study import study_markdown
+
+    def row(method, value):
+        return {"labels": 10, "method": method, "mean": value, "std": 0.0, "seeds": 1,
+                "values": [value]}  # fmt: skip
+
+    table = study_markdown([row("finetune", 0.5), row("scratch", 0.4)])
+    assert "over one label-sampling seed (no spread)" in table
+    assert "one seed: no interval" in table and "| 10 | +10.00 |" in table
+    assert "95% interval" not in table and "interval that contains 0" not in table
+
+
 def test_self_trained_arms_are_compared_with_their_own_control():
     from pretext.evaluate.study import gain_table
 

@@ -228,9 +228,10 @@ def study_markdown(rows: list[dict], protocol: str = "") -> str:
             cells.append("" if row is None else f"{100 * row['mean']:.2f} ± {100 * row['std']:.2f}")
         lines.append(f"| {count} | " + " | ".join(cells) + " |")
     seeds = rows[0]["seeds"] if rows else 0
+    over = "one label-sampling seed (no spread)" if seeds == 1 else f"{seeds} label-sampling seeds"
     lines.append("")
     lines.append(
-        f"Test accuracy (%), mean ± std over {seeds} label-sampling seeds; "
+        f"Test accuracy (%), mean ± std over {over}; "
         "scratch = same architecture from random weights, same steps and augmentation."
     )
     if present & set(SELF_TRAINED):
@@ -249,7 +250,14 @@ def study_markdown(rows: list[dict], protocol: str = "") -> str:
     if protocol:
         lines.append(protocol)
     gains = gain_table(rows)
-    if gains:
+    if gains and seeds == 1:
+        lines += [
+            "",
+            "Gain over scratch (points), one seed: no interval (use 2 or more seeds).",
+            "",
+        ]
+        lines += gains
+    elif gains:
         lines += ["", "Gain over scratch (points), paired by seed, with its 95% interval:", ""]
         lines += gains
         lines += [
