@@ -404,16 +404,14 @@ def study_command(
         channels, size = train.images.shape[1], train.images.shape[-1]
         return build_encoder(pre.encoder, channels, size, seed=10_000 + seed).to(dev)
 
-    finished = {"counts": 0}
-
     def write_study(rows: list[dict]) -> str:
         """study.json, .md and .png from the rows so far: after every label count, so that an
         interrupted study keeps the counts it finished (study.md then says it is partial)."""
-        finished["counts"] += 1
+        finished = len({row["labels"] for row in rows})
         table = study_markdown(rows, finetune_protocol(ft))
-        if finished["counts"] < len(cfg.labels):
+        if finished < len(cfg.labels):
             table += (
-                f"\nPartial: {finished['counts']} of {len(cfg.labels)} label counts done (the "
+                f"\nPartial: {finished} of {len(cfg.labels)} label counts done (the "
                 "study was still running when this was written).\n"
             )
         write_json(out / "study.json", rows)
