@@ -6,9 +6,10 @@
 The first 5/6 of the training images train, the last 1/6 validates (on MNIST: images 0-49,999 and
 50,000-59,999). For each label count and seed, the same stratified labelled subset goes to every
 method of `pretext study` (linear probe and kNN on the frozen encoder, fine-tuning it, and the same
-architecture fine-tuned from random weights), with the run's recipe. Prints one JSON object:
-per label count, each method's validation accuracy per seed and its mean, and the paired gain of
-fine-tuning over scratch with its 95% interval.
+architecture fine-tuned from random weights), with the run's recipe. Prints one JSON object: the
+embedding units no training image turns on ("dead_units"), and per label count each method's
+validation accuracy per seed and its mean, and the paired gain of fine-tuning over scratch with
+its 95% interval.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import torch
 import validation
 from throughput import environment
 
+from pretext.augment import preset
+from pretext.evaluate.classify import extract_features
 from pretext.evaluate.study import StudyConfig, paired_gain, run_study
 from pretext.models import build_encoder
 
@@ -42,6 +45,11 @@ def main() -> None:
         seeds=args.seeds,
         finetune=setup.finetune,
     )
+    # embedding units that no training image turns on (after a ReLU: never positive)
+    features = extract_features(
+        setup.encoder, train.images, preset(setup.finetune.augment), torch.device("cpu")
+    )
+    dead_units = int((features.amax(0) <= 0).sum())
     quiet = lambda *_: None  # noqa: E731
     rows = run_study(
         setup.encoder, make_scratch, train, setup.validation, study, torch.device("cpu"), quiet
@@ -65,6 +73,7 @@ def main() -> None:
                 "run": str(args.run),
                 "encoder": pre.encoder,
                 "pretrain_epochs": pre.epochs,
+                "dead_units": dead_units,
                 "train": len(train),
                 "validation": len(setup.validation),
                 "seeds": args.seeds,

@@ -96,6 +96,7 @@ def test_few_label_validation_benchmark_runs_and_prints_json(pretrained_run):
         "--labels", "20", "--seeds", "2", "--min-steps", "2", "--threads", "1",
     )  # fmt: skip
     assert report["train"] == 54 and report["validation"] == 10 and report["seeds"] == 2
+    assert 0 <= report["dead_units"] <= 100  # of the cnn's 100
     (row,) = report["results"]
     assert row["labels"] == 20
     for method in ("linear", "finetune", "knn", "scratch"):

@@ -142,9 +142,9 @@ class SmallCNN(nn.Module):
     fc(320->100)-relu. 37,380 parameters for 1x28x28 input.
 
     With `batch_norm`, each layer's output is batch-normalised before its ReLU (260 more
-    parameters, a fifth to a third more time per epoch): after SimCLR on MNIST no embedding unit
-    is dead (24-29 of 100 are without it) and frozen features classify better, though the same
-    network fine-tuned from random weights gains as much (BENCHMARKS.md, "Fourth round")."""
+    parameters, a fifth more time per epoch): after SimCLR on MNIST no embedding unit is dead
+    (24 of 100 are without it) and frozen features classify better, though the same network
+    fine-tuned from random weights gains as much (BENCHMARKS.md, "Fourth round")."""
 
     def __init__(
         self, in_channels: int = 1, embed_dim: int = 100, width: int = 1, batch_norm: bool = False
