@@ -22,9 +22,10 @@ from pretext.config import LinearProbeConfig, PretrainConfig
 from pretext.data import load_dataset
 from pretext.evaluate import extract_features, linear_probe
 from pretext.evaluate.knn import knn_accuracy
-from pretext.methods.base import available_methods
+from pretext.methods import available_methods
 from pretext.models import build_encoder
-from pretext.train import load_encoder, pretrain
+from pretext.rundir import load_encoder
+from pretext.train import pretrain
 
 
 def frozen_scores(encoder, train, test, device) -> dict:

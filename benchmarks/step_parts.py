@@ -36,6 +36,7 @@ from pretext.data import epoch_order
 from pretext.methods import build_method
 from pretext.models import build_encoder
 from pretext.train import build_optimizer, pretrain_step
+from pretext.train.build import with_method_options
 
 
 def main() -> None:
@@ -48,7 +49,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     keep_freed_memory()
-    batch, cfg = args.batch, PretrainConfig(batch_size=args.batch)
+    batch, cfg = args.batch, with_method_options(PretrainConfig(batch_size=args.batch))
     aug = preset(cfg.augment)
     images = torch.randint(
         0, 256, (60000, 1, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)

@@ -24,6 +24,7 @@ from pretext.data import epoch_order
 from pretext.methods import build_method
 from pretext.models import build_encoder
 from pretext.train import build_optimizer, pretrain_step
+from pretext.train.build import with_method_options
 
 
 def sync(device: torch.device) -> None:
@@ -73,7 +74,7 @@ def measure(
     seconds: float,
     bf16: bool,
 ) -> dict:
-    cfg = PretrainConfig(encoder=encoder_name, batch_size=batch)
+    cfg = with_method_options(PretrainConfig(encoder=encoder_name, batch_size=batch))
     aug = preset(cfg.augment)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
 

@@ -9,9 +9,9 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from pretext.config import FinetuneConfig, PretrainConfig, load_pretrain_config, recipe
+from pretext.config import FinetuneConfig, PretrainConfig, recipe
 from pretext.data import ImageSet, load_dataset
-from pretext.train import load_encoder
+from pretext.rundir import load_encoder, pretrain_config
 
 
 def add_options(parser: argparse.ArgumentParser) -> None:
@@ -36,7 +36,7 @@ class Setup:
 def load(args: argparse.Namespace) -> Setup:
     if args.threads:
         torch.set_num_threads(args.threads)
-    pre = load_pretrain_config(args.run)
+    pre = pretrain_config(args.run)
     data = load_dataset(pre.dataset, "train", args.data_dir or pre.data_dir).first(args.limit_train)
     cut = len(data) - len(data) // 6
     finetune = recipe(pre.recipe).finetune

@@ -307,9 +307,11 @@ def test_study_pretrains_into_out_when_it_holds_no_run(tiny_data, tmp_path, caps
     assert main(["study", "--out", str(out), *options]) == 0
     assert (out / "checkpoints" / "last.pt").is_file() and (out / "study.md").is_file()
     assert "epoch 1/1" in capsys.readouterr().out
-    from pretext.train import RUN_OUTPUTS
+    from pretext.rundir import RunDir
 
-    assert {path.name for path in out.iterdir()} <= set(RUN_OUTPUTS)  # what --overwrite clears
+    assert {path.name for path in out.iterdir()} <= {
+        path.name for path in RunDir(out).outputs()
+    }  # what --overwrite clears
 
 
 def test_study_refuses_two_different_run_directories(pretrained_run, tmp_path, capsys):

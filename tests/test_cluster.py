@@ -16,7 +16,8 @@ from pretext.evaluate.cluster import (
     scan_loss,
     train_clusters,
 )
-from pretext.train import load_encoder, pretrain
+from pretext.rundir import load_encoder
+from pretext.train import pretrain
 
 
 def test_scan_loss_hand_computed():

@@ -138,17 +138,19 @@ def test_image_size_holds_for_every_stage(tmp_path):
         tmp_path / "run", ClusterConfig(neighbours=3, epochs=1, batch_size=16), log=lambda *_: None
     )
     assert result["images"] == 60 and "test_accuracy" in result
-    from pretext.train import RUN_OUTPUTS
+    from pretext.rundir import RunDir
 
     # --overwrite clears what pretext writes by that list: it must name everything written here
-    assert {path.name for path in (tmp_path / "run").iterdir()} <= set(RUN_OUTPUTS)
+    assert {path.name for path in (tmp_path / "run").iterdir()} <= {
+        path.name for path in RunDir(tmp_path / "run").outputs()
+    }
 
 
 def test_few_label_check_on_a_smaller_data_set_records_what_it_used(pretrained_run, tiny_data):
     from pretext.data import load_dataset
     from pretext.evaluate import few_label_comparison
     from pretext.models import build_encoder
-    from pretext.train import load_encoder
+    from pretext.rundir import load_encoder
 
     train, test = (load_dataset("mnist", split, str(tiny_data)) for split in ("train", "test"))
     few = few_label_comparison(

@@ -14,11 +14,11 @@ from pretext.losses import (
     negative_cosine,
     vicreg_loss,
 )
-from pretext.methods import build_method
-from pretext.methods.base import available_methods
+from pretext.methods import available_methods, build_method
 from pretext.methods.momentum import cosine_momentum, ema_update
 from pretext.models import build_encoder
-from pretext.train import load_encoder, pretrain
+from pretext.rundir import load_encoder
+from pretext.train import pretrain
 
 METHODS = sorted(available_methods())
 

@@ -179,7 +179,7 @@ def test_seeded_encoder_is_manual_seed_weights_without_touching_the_global_state
 
 
 def test_loading_a_saved_encoder_leaves_the_global_random_state(pretrained_run):
-    from pretext.train import load_encoder
+    from pretext.rundir import load_encoder
 
     torch.manual_seed(3)
     before = torch.random.get_rng_state()

@@ -12,7 +12,8 @@ from pretext.commands import export_command
 from pretext.config import PretrainConfig
 from pretext.errors import PretextError
 from pretext.models import build_encoder
-from pretext.train import RUN_OUTPUTS, load_encoder, load_encoder_and_input, pretrain
+from pretext.rundir import RunDir, load_encoder, load_encoder_and_input
+from pretext.train import pretrain
 
 SOURCE = '''
 import torch
@@ -111,7 +112,9 @@ def test_pretrain_finetune_baseline_and_export(own_encoders, tiny_data, tmp_path
     images = torch.rand(3, 1, 28, 28)
     with torch.no_grad():
         assert torch.allclose(torch.jit.load(str(exported))(images), encoder.eval()(images))
-    assert {path.name for path in out.iterdir()} <= set(RUN_OUTPUTS)  # what --overwrite clears
+    assert {path.name for path in out.iterdir()} <= {
+        path.name for path in RunDir(out).outputs()
+    }  # what --overwrite clears
 
 
 def test_a_bad_name_on_the_command_line_is_one_line(own_encoders, tiny_data, tmp_path, capsys):

@@ -14,7 +14,8 @@ from conftest import make_idx_set
 from pretext import PretextError
 from pretext.checkpoint import load_checkpoint, write_json
 from pretext.config import PretrainConfig
-from pretext.train import load_encoder, pretrain
+from pretext.rundir import load_encoder
+from pretext.train import pretrain
 
 
 def pretrain_cli(data: Path, out: Path, *extra: str) -> list[str]:

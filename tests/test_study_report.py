@@ -14,7 +14,7 @@ from pretext.commands import (
     search_command,
     study_command,
 )
-from pretext.train import load_encoder
+from pretext.rundir import RunDir, load_encoder
 
 
 def test_study_writes_rows_table_and_plot(pretrained_run):
@@ -125,9 +125,9 @@ def test_study_self_trains_both_arms(pretrained_run):
 
 
 def test_report_embeds_its_images(pretrained_run):
-    from pretext.commands import draw_run_pictures
+    from pretext.commands.finetune import draw_run_pictures
 
-    draw_run_pictures(pretrained_run, torch.randn(40, 5), torch.arange(40) % 10, 0)
+    draw_run_pictures(RunDir(pretrained_run), torch.randn(40, 5), torch.arange(40) % 10, 0)
     (pretrained_run / "metrics.json").write_text(json.dumps({"finetune": {"test_accuracy": 0.5}}))
     page = report_command(pretrained_run).read_text()
     images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)

@@ -13,6 +13,7 @@ import os
 import pickle
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from pretext.errors import PretextError
@@ -43,8 +44,6 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 def write_npz(path: Path, **arrays) -> None:
     """NumPy arrays as one .npz, written atomically (a reader never sees half a file)."""
-    import numpy as np
-
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     write_bytes_atomic(path, buffer.getvalue())

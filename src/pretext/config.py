@@ -13,7 +13,6 @@ from typing import get_args, get_type_hints
 
 import torch
 
-from pretext.checkpoint import read_json
 from pretext.errors import PretextError
 
 
@@ -33,9 +32,11 @@ class PretrainConfig:
     weight_decay: float = 1e-5
     warmup_epochs: float = 1.0
     schedule: str = "cosine"  # cosine | constant
-    temperature: float = 0.2
-    projection_hidden: int = 128
-    projection_dim: int = 64  # 0: no projection head
+    # The method's own options: None takes the method's default (pretext.methods declares
+    # them); one the method does not take is refused. projection_dim 0: SimCLR without a head.
+    temperature: float | None = None
+    projection_hidden: int | None = None
+    projection_dim: int | None = None
     seed: int = 0
     limit_train: int | None = None
     image_size: int | None = None  # resize every image to this square size (None: as stored)
@@ -60,19 +61,16 @@ class FinetuneConfig:
     schedule: str = "cosine"
     augment: str = "light"
     min_steps: int = 0  # few-label runs get at least this many steps (same for every arm)
-    encoder_lr_scale: float = 1.0  # the encoder learns at lr * this; the new linear layer at lr
-    head_warmup: int = 0  # steps that train the linear layer alone before all weights train
     # Label sets smaller than `few_below` train with the `few_augment` views instead (None: the
     # same): strong views lift a few-label classifier, from scratch most of all, but cost
-    # accuracy where labels are many and the steps few (see BENCHMARKS.md, third round).
+    # accuracy where labels are many and the steps few.
     few_augment: str | None = None
     few_below: int = 1000
     # Every step the encoder's weights move min(0.1, (anchor / labelled images)^2) of the way
     # back to the weights they started from (x the lr schedule's factor): L2-SP, decoupled
     # from Adam. It keeps what pretraining learned where a handful of labels would pull it
-    # away, and vanishes as labels grow (on validation it helped at 10 and 100 labels and cost
-    # accuracy at 600 from a pull of 0.008 up). Baselines from random weights never use it
-    # (see `scratch_finetune`).
+    # away, and vanishes as labels grow. Baselines from random weights never use it (see
+    # `scratch_finetune`).
     anchor: float = 0.0
     seed: int = 0
 
@@ -82,7 +80,7 @@ class SelfTrainConfig:
     """After a few-label fine-tune, the classifier goes on learning from every training image,
     labelled or not (FixMatch, Sohn et al. 2020): its own prediction on the plain image, where
     at least `threshold` sure, is the target for a strongly augmented view, beside a batch of
-    the labelled images. Settings as measured on MNIST's validation split (BENCHMARKS.md)."""
+    the labelled images. Settings chosen on MNIST's validation split."""
 
     epochs: int = 10  # passes over all training images
     lr: float = 3e-3  # Adam, cosine decay to 0
@@ -96,8 +94,7 @@ class SelfTrainConfig:
 def scratch_finetune(cfg: FinetuneConfig) -> FinetuneConfig:
     """The fine-tuning of the from-scratch baseline: the same steps, augmentation and learning
     rate, without the pull toward the starting weights, which for random weights is only a
-    handicap (on validation, 100 labels: 92.6% without it, 92.2% / 91.5% with a per-step pull
-    of 0.01 / 0.03)."""
+    handicap (measured on validation)."""
     return replace(cfg, anchor=0.0)
 
 
@@ -153,14 +150,14 @@ RECIPES: dict[str, RunConfig] = {
             warmup_epochs=0.0,
             schedule="constant",
             temperature=0.5,
-            projection_dim=0,
+            projection_dim=0,  # SimCLR's loss on the encoder's output
         ),
         finetune=FinetuneConfig(
             epochs=10, batch_size=32, lr=1e-4, schedule="constant", augment="seed-none"
         ),
         linear=LinearProbeConfig(),
     ),
-    # Chosen on a validation split carved from the training set (see BENCHMARKS.md).
+    # Chosen on a validation split carved from the training set (BENCHMARKS.md).
     "default": RunConfig(
         finetune=FinetuneConfig(
             lr=3e-3, min_steps=1500, few_augment="default", few_below=1000, anchor=30.0
@@ -183,7 +180,12 @@ def override(config, **changes):
 
 
 def validate(cfg: PretrainConfig) -> None:
-    if cfg.temperature <= 0:
+    """The pretraining options a user can get wrong, each refused in one line."""
+    if cfg.recipe == "seed" and cfg.method != "simclr":
+        raise PretextError(
+            f"--recipe seed is the write-up's SimCLR; --method {cfg.method} needs --recipe default"
+        )
+    if cfg.temperature is not None and cfg.temperature <= 0:
         raise PretextError(f"--temperature must be > 0, got {cfg.temperature}")
     if cfg.batch_size < 2:
         raise PretextError(
@@ -222,26 +224,6 @@ def resolve_device(name: str) -> torch.device:
     if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
         raise PretextError(f"--device must be auto, cpu or cuda, got {name!r}")
     return torch.device(name)
-
-
-def is_run_dir(path: str | Path | None) -> bool:
-    """A run directory is a folder with the config.json that pretraining writes first."""
-    return path is not None and (Path(path) / "config.json").is_file()
-
-
-def read_run_config(run_dir: str | Path) -> dict:
-    """RUN_DIR/config.json as written; a folder without one is not a run (one clear error)."""
-    path = Path(run_dir) / "config.json"
-    if not is_run_dir(run_dir):
-        raise PretextError(f"{run_dir} is not a run directory (it has no config.json)")
-    return read_json(path)
-
-
-def load_pretrain_config(run_dir: Path) -> PretrainConfig:
-    data = read_run_config(run_dir)
-    data = data.get("pretrain", data)
-    known = {f.name for f in fields(PretrainConfig)}
-    return PretrainConfig(**{k: v for k, v in data.items() if k in known})
 
 
 # A settings file describes a run to make; where it goes and whether it resumes are this run's.

@@ -52,6 +52,7 @@ def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
     averaging, gives exactly the gradients of one process holding the whole batch."""
     if world_size() == 1:
         return x
+    # imported here: torch builds without distributed support lack the module
     from torch.distributed.nn.functional import all_gather
 
     return torch.cat(all_gather(x))

@@ -10,65 +10,21 @@ import gzip
 import hashlib
 import os
 import urllib.request
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from sklearn.datasets import load_digits
 
+from pretext.data.folders import class_folders, load_folder
 from pretext.data.idx import read_idx_pair
+from pretext.data.imageset import ImageSet, to_nchw_uint8
 from pretext.errors import PretextError
 
 DATA_DIR_ENV = "PRETEXT_DATA_DIR"
 NO_DOWNLOAD_ENV = "PRETEXT_NO_DOWNLOAD"
 CACHE_DIR = Path("~/.cache/pretext")
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
-
-
-@dataclass(frozen=True)
-class ImageSet:
-    """Images (uint8, N x C x H x W) with optional labels (int64, N)."""
-
-    images: torch.Tensor
-    labels: torch.Tensor | None
-    name: str = ""
-
-    def __post_init__(self) -> None:
-        if self.images.dtype != torch.uint8 or self.images.dim() != 4:
-            raise PretextError(f"{self.name}: images must be uint8 N x C x H x W")
-        if len(self.images) == 0:
-            raise PretextError(f"{self.name or 'data set'} is empty")
-        if self.labels is not None:
-            if len(self.labels) != len(self.images):
-                raise PretextError(
-                    f"{self.name}: {len(self.images)} images but {len(self.labels)} labels"
-                )
-            if int(self.labels.min()) < 0:
-                raise PretextError(
-                    f"{self.name}: labels must be >= 0, found {int(self.labels.min())}"
-                )
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    @property
-    def num_classes(self) -> int:
-        if self.labels is None:
-            raise PretextError(f"{self.name} has no labels")
-        return int(self.labels.max()) + 1
-
-    def subset(self, indices: torch.Tensor) -> ImageSet:
-        labels = None if self.labels is None else self.labels[indices]
-        return ImageSet(self.images[indices], labels, self.name)
-
-    def first(self, n: int | None) -> ImageSet:
-        """The first n items (all when n is None), as the `--limit-train` option asks."""
-        if n is None or n >= len(self):
-            return self
-        if n < 1:
-            raise PretextError(f"--limit-train must be >= 1, got {n}")
-        return self.subset(torch.arange(n))
 
 
 @dataclass(frozen=True)
@@ -223,8 +179,6 @@ def load_named(name: str, split: str, data_dir: str | Path | None) -> ImageSet:
 
 def load_digits_set(split: str) -> ImageSet:
     """scikit-learn's bundled 8x8 digits, resized to 28x28: works anywhere, offline."""
-    from sklearn.datasets import load_digits
-
     digits = load_digits()
     small = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0
     images = torch.nn.functional.interpolate(
@@ -257,84 +211,6 @@ def load_npz(path: Path, split: str) -> ImageSet:
         None if labels is None else torch.as_tensor(labels).long(),
         path.name,
     )
-
-
-def to_nchw_uint8(images: np.ndarray, origin: Path) -> torch.Tensor:
-    if images.ndim == 3:
-        images = images[:, None]
-    elif images.ndim == 4 and images.shape[-1] in (1, 3) and images.shape[1] not in (1, 3):
-        images = images.transpose(0, 3, 1, 2)
-    if images.ndim != 4:
-        raise PretextError(
-            f"{origin}: images must be N x H x W or N x C x H x W, got {images.shape}"
-        )
-    if images.dtype != np.uint8:
-        if np.issubdtype(images.dtype, np.floating) and images.size and images.max() <= 1.0:
-            images = images * 255.0
-        images = np.clip(images, 0, 255).round().astype(np.uint8)
-    return torch.from_numpy(np.ascontiguousarray(images))
-
-
-def centre_square(img, size: int):
-    """A PIL image scaled so that its shorter side is `size`, then cropped to the centre
-    size x size square (the usual resize-then-centre-crop of image pipelines)."""
-    width, height = img.size
-    scale = size / min(width, height)
-    w, h = max(size, round(width * scale)), max(size, round(height * scale))
-    left, top = (w - size) // 2, (h - size) // 2
-    return img.resize((w, h)).crop((left, top, left + size, top + size))
-
-
-def class_folders(path: Path) -> list[str]:
-    """The class sub-folders of an image folder, sorted (label i is the i-th); the split
-    folders train/ and test/ are not classes."""
-    return sorted(p.name for p in path.iterdir() if p.is_dir() and p.name not in ("train", "test"))
-
-
-def load_folder(
-    path: Path, split: str, skip_bad: bool = True, image_size: int | None = None
-) -> ImageSet:
-    """Class sub-folders give labels (sorted names); a flat folder of images is unlabelled.
-    With image_size, each image's shorter side is scaled to it and the centre square kept (no
-    stretching); without, every image is resized to the first one's size."""
-    from PIL import Image, UnidentifiedImageError
-
-    if (path / split).is_dir():
-        path = path / split
-    elif split != "train":
-        raise PretextError(f"{path} has no '{split}' sub-folder")
-    classes = class_folders(path)
-    if classes:
-        entries = [
-            (f, i)
-            for i, c in enumerate(classes)
-            for f in sorted((path / c).iterdir())
-            if f.is_file()
-        ]
-    else:
-        entries = [(f, -1) for f in sorted(path.iterdir()) if f.is_file()]
-    arrays, labels, size, mode = [], [], None, None
-    for file, label in entries:
-        try:
-            with Image.open(file) as img:
-                if mode is None:
-                    mode = "L" if img.mode in ("1", "L", "LA", "I", "I;16", "F") else "RGB"
-                    size = img.size
-                img = img.convert(mode)
-                arrays.append(
-                    np.asarray(centre_square(img, image_size) if image_size else img.resize(size))
-                )
-            labels.append(label)
-        except (UnidentifiedImageError, OSError, ValueError) as exc:
-            if not skip_bad:
-                raise PretextError(f"{file} is not a readable image ({exc})") from None
-            if file.suffix.lower() in IMAGE_SUFFIXES or not file.name.startswith("."):
-                warnings.warn(f"skipping {file}: not a readable image", stacklevel=2)
-    if not arrays:
-        raise PretextError(f"{path} holds no readable images")
-    images = to_nchw_uint8(np.stack(arrays), path)
-    label_tensor = torch.tensor(labels, dtype=torch.int64) if classes else None
-    return ImageSet(images, label_tensor, path.name)
 
 
 def missing_test_split(name_or_path: str | Path) -> str | None:

@@ -5,7 +5,6 @@ accuracy is always the last epoch's, never the best epoch chosen on the test set
 from __future__ import annotations
 
 import copy
-import math
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -22,9 +21,9 @@ from pretext.checkpoint import (
     save_checkpoint,
 )
 from pretext.config import FinetuneConfig, LinearProbeConfig
-from pretext.data import ImageSet, epoch_order
+from pretext.data import ImageSet
+from pretext.loop import cosine_factor, descend, run_epochs, scheduled_lr, set_lr, steps_per_epoch
 from pretext.models import Classifier, seeded_linear
-from pretext.progress import step_bar
 
 
 @torch.inference_mode()
@@ -35,9 +34,8 @@ def extract_features(
     device: torch.device,
     batch_size: int = 1024,
 ) -> torch.Tensor:
-    """Embeddings of uint8 images in large no-grad batches (eval mode). On 2 CPU cores, 60,000
-    MNIST images through the cnn took 0.55 s in batches of 1,024 against 0.59-0.68 s in batches
-    of 4,096, and `pretext run` peaked 223 MiB lower (see BENCHMARKS.md)."""
+    """Embeddings of uint8 images in large no-grad batches (eval mode); larger batches were no
+    faster on CPU and raised the peak memory."""
     was_training = encoder.training
     encoder.eval()
     parts = [
@@ -91,8 +89,8 @@ def finetune(
     """Train encoder + Linear(embed, classes) end to end; train accuracy per epoch, then test.
 
     The encoder is copied, so the caller's stays as it was; the new linear layer is drawn from
-    `cfg.seed`, so one seed gives one result whatever ran before. With `min_steps`, small label sets
-    get more epochs so that every arm of a comparison takes the same number of steps. With
+    `cfg.seed`, so one seed gives one result whatever ran before. With `min_steps`, small label
+    sets get more epochs so that every arm of a comparison takes the same number of steps. With
     `checkpoint`, the state is saved after every epoch and `resume` continues from it exactly.
     """
     model = Classifier(copy.deepcopy(encoder), train.num_classes, seed=cfg.seed).to(device)
@@ -100,80 +98,82 @@ def finetune(
     anchors = [p.detach().clone() for p in encoder_params] if cfg.anchor else []
     pull = anchor_pull(cfg.anchor, len(train))
     aug = preset(finetune_views(cfg, len(train)))
-    optimizer = torch.optim.Adam(
-        [
-            {"params": encoder_params},
-            {"params": model.linear.parameters()},
-        ],
-        lr=cfg.lr,
-        weight_decay=cfg.weight_decay,
-    )
-    steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
-    epochs = max(cfg.epochs, math.ceil(cfg.min_steps / steps_per_epoch))
-    total = epochs * steps_per_epoch
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    per_epoch = steps_per_epoch(len(train), cfg.batch_size)
+    epochs = max(cfg.epochs, -(-cfg.min_steps // per_epoch))
+    total = epochs * per_epoch
     generator = torch.Generator(device).manual_seed(cfg.seed)
     images, labels = train.images.to(device), train.labels.to(device)
-    started, step, train_accuracy, seconds_before = time.perf_counter(), 0, [], 0.0
+    started, train_accuracy, seconds_before = time.perf_counter(), [], 0.0
     settings = {**asdict(cfg), "labelled": len(train)}  # what a resumed fine-tune must share
     if resume and checkpoint is not None and checkpoint.is_file():
-        state = load_checkpoint(checkpoint, device)
-        check_same_training(state.get("settings", {}), settings, frozenset({"epochs"}))
-        load_state_checked(model, state["classifier"], "classifier")
-        optimizer.load_state_dict(state["optimizer"])
-        generator.set_state(state["generator"])
+        state = resumed_state(checkpoint, settings, model, optimizer, generator, device)
         train_accuracy, seconds_before = state["train_accuracy"], state["seconds"]
-        step = len(train_accuracy) * steps_per_epoch
         log(f"resuming {label} after epoch {len(train_accuracy)}")
-    model.train()
-    for epoch in range(len(train_accuracy), epochs):
-        order = epoch_order(len(train), cfg.seed, epoch).to(device)
-        correct = torch.zeros((), device=device, dtype=torch.int64)
-        bar = step_bar(range(steps_per_epoch), f"{label} {epoch + 1}/{epochs}")
-        for i in bar:
-            idx = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]
-            decay = 1.0  # the schedule's factor at this step
-            if cfg.schedule == "cosine":
-                decay = 0.5 * (1 + math.cos(math.pi * step / total))
-            lr = cfg.lr * decay
-            encoder_group, linear_group = optimizer.param_groups
-            encoder_group["lr"] = 0.0 if step < cfg.head_warmup else lr * cfg.encoder_lr_scale
-            linear_group["lr"] = lr
-            logits = model(make_view(images.index_select(0, idx), aug, generator))
-            loss = F.cross_entropy(logits, labels[idx])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            if anchors:
-                pull_toward(encoder_params, anchors, pull * decay)
-            correct += (logits.argmax(1) == labels[idx]).sum()
-            step += 1
+    correct = torch.zeros((), device=device, dtype=torch.int64)
+
+    def step(idx: torch.Tensor, n: int) -> None:
+        decay = cosine_factor(n, total) if cfg.schedule == "cosine" else 1.0
+        set_lr(optimizer, cfg.lr * decay)
+        logits = model(make_view(images.index_select(0, idx), aug, generator))
+        descend(optimizer, F.cross_entropy(logits, labels[idx]))
+        if anchors:
+            pull_toward(encoder_params, anchors, pull * decay)
+        correct.add_((logits.argmax(1) == labels[idx]).sum())
+
+    def end_epoch(epoch: int) -> None:
         train_accuracy.append(correct.item() / len(train))
+        correct.zero_()
         if epochs <= 20 or epoch == epochs - 1:
-            log(
-                f"{label} epoch {epoch + 1}/{epochs}  "
-                f"train accuracy {100 * train_accuracy[-1]:.2f}%"
-            )
+            shown = f"train accuracy {100 * train_accuracy[-1]:.2f}%"
+            log(f"{label} epoch {epoch + 1}/{epochs}  {shown}")
         if checkpoint is not None:
-            save_checkpoint(
-                checkpoint,
-                {
-                    "encoder": model.encoder.state_dict(),
-                    "classifier": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "generator": generator.get_state(),
-                    "train_accuracy": train_accuracy,
-                    "seconds": seconds_before + time.perf_counter() - started,
-                    "settings": settings,
-                },
-            )
-    test_accuracy = accuracy(model, test, aug, device)
+            seconds = seconds_before + time.perf_counter() - started
+            state = {"generator": generator.get_state(), "train_accuracy": train_accuracy}
+            save_checkpoint(checkpoint, finetune_state(model, optimizer, settings, seconds, state))
+
+    model.train()
+    run_epochs(
+        step,
+        len(train),
+        cfg.batch_size,
+        epochs,
+        cfg.seed,
+        device,
+        label,
+        first_epoch=len(train_accuracy),
+        end_epoch=end_epoch,
+    )
     return {
         "train_accuracy": train_accuracy,
-        "test_accuracy": test_accuracy,
+        "test_accuracy": accuracy(model, test, aug, device),
         "epochs": epochs,
         "steps": total,
         "seconds": round(seconds_before + time.perf_counter() - started, 3),
         "model": model,
+    }
+
+
+def resumed_state(checkpoint: Path, settings: dict, model, optimizer, generator, device) -> dict:
+    """A fine-tuning checkpoint taken back into `model`, `optimizer` and `generator`, after
+    checking it was trained with the same `settings` (only more epochs may differ)."""
+    state = load_checkpoint(checkpoint, device)
+    check_same_training(state.get("settings", {}), settings, frozenset({"epochs"}))
+    load_state_checked(model, state["classifier"], "classifier")
+    optimizer.load_state_dict(state["optimizer"])
+    generator.set_state(state["generator"])
+    return state
+
+
+def finetune_state(model, optimizer, settings: dict, seconds: float, extra: dict) -> dict:
+    """A fine-tuning checkpoint: weights, optimizer, the settings a resume must share."""
+    return {
+        "encoder": model.encoder.state_dict(),
+        "classifier": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "seconds": seconds,
+        "settings": settings,
+        **extra,
     }
 
 
@@ -194,20 +194,13 @@ def linear_probe(
     train_x, test_x = (train_x - mean) / std, (test_x - mean) / std
     linear = seeded_linear(train_x.shape[1], num_classes, seed).to(device)
     optimizer = torch.optim.Adam(linear.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps_per_epoch = math.ceil(len(train_x) / cfg.batch_size)
-    total = cfg.epochs * steps_per_epoch
-    step = 0
-    for epoch in range(cfg.epochs):
-        order = epoch_order(len(train_x), seed, epoch).to(device)
-        for i in range(steps_per_epoch):
-            idx = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]
-            for group in optimizer.param_groups:
-                group["lr"] = cfg.lr * 0.5 * (1 + math.cos(math.pi * step / total))
-            loss = F.cross_entropy(linear(train_x[idx]), train_y[idx])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            step += 1
+    total = cfg.epochs * steps_per_epoch(len(train_x), cfg.batch_size)
+
+    def step(idx: torch.Tensor, n: int) -> None:
+        set_lr(optimizer, scheduled_lr(cfg.lr, n, total))
+        descend(optimizer, F.cross_entropy(linear(train_x[idx]), train_y[idx]))
+
+    run_epochs(step, len(train_x), cfg.batch_size, cfg.epochs, seed, device)
     with torch.inference_mode():
         train_acc = (linear(train_x).argmax(1) == train_y).float().mean().item()
         test_acc = (linear(test_x).argmax(1) == test_y).float().mean().item()

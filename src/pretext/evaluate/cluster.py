@@ -15,23 +15,22 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy.optimize import linear_sum_assignment
 
 from pretext.allocator import phase
 from pretext.augment import make_view, preset
 from pretext.config import ClusterConfig
-from pretext.data import epoch_order
 from pretext.evaluate.classify import extract_features
+from pretext.loop import descend, run_epochs, steps_per_epoch
 from pretext.matmul import product_transposed
 from pretext.models import Classifier
-from pretext.progress import step_bar
 
 
 @torch.inference_mode()
 def nearest_neighbours(features: torch.Tensor, k: int, chunk_size: int = 256) -> torch.Tensor:
-    """(N, k) indices of each row's k most cosine-similar other rows, computed in chunks so
-    that no N x N matrix is held, topk writing into buffers made once. With 4,096-row chunks
-    and fresh topk results per chunk, the mining of MNIST's 60,000 images took the process to
-    3-4 GB (heap kept by pretext.allocator, fragmented); this way 0.1 GB above its features."""
+    """(N, k) indices of each row's k most cosine-similar other rows, computed in small chunks
+    so that no N x N matrix is held, topk writing into buffers made once (fresh results per
+    large chunk fragmented the heap that pretext.allocator keeps)."""
     if not 0 < k < len(features):
         raise ValueError(f"k must be in 1..{len(features) - 1}, got {k}")
     unit = F.normalize(features.float(), dim=1)
@@ -83,27 +82,35 @@ def train_clusters(
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     generator = torch.Generator(device).manual_seed(cfg.seed)
     batch = min(cfg.batch_size, len(images))
-    steps_per_epoch = len(images) // batch
+    total = torch.zeros((), device=device)
+
+    def step(anchors: torch.Tensor, n: int) -> None:
+        pick = torch.randint(cfg.neighbours, (len(anchors),), generator=generator, device=device)
+        partners = neighbours[anchors, pick]
+        # Anchors and neighbours in one forward pass: batch statistics see both.
+        pair = images.index_select(0, torch.cat([anchors, partners]))
+        probs = model(make_view(pair, aug, generator)).softmax(1)
+        loss = scan_loss(*probs.chunk(2), cfg.entropy_weight)
+        descend(optimizer, loss)
+        total.add_(loss.detach())
+
+    def end_epoch(epoch: int) -> None:
+        mean = total.item() / steps_per_epoch(len(images), batch, drop_last=True)
+        log(f"cluster epoch {epoch + 1}/{cfg.epochs}  loss {mean:.4f}")
+        total.zero_()
+
     model.train()
-    for epoch in range(cfg.epochs):
-        order = epoch_order(len(images), cfg.seed, epoch).to(device)
-        total = torch.zeros((), device=device)
-        bar = step_bar(range(steps_per_epoch), f"cluster {epoch + 1}/{cfg.epochs}")
-        for i in bar:
-            anchors = order[i * batch : (i + 1) * batch]
-            pick = torch.randint(
-                cfg.neighbours, (len(anchors),), generator=generator, device=device
-            )
-            partners = neighbours[anchors, pick]
-            # Anchors and neighbours in one forward pass: batch statistics see both.
-            pair = images.index_select(0, torch.cat([anchors, partners]))
-            probs = model(make_view(pair, aug, generator)).softmax(1)
-            loss = scan_loss(*probs.chunk(2), cfg.entropy_weight)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total += loss.detach()
-        log(f"cluster epoch {epoch + 1}/{cfg.epochs}  loss {total.item() / steps_per_epoch:.4f}")
+    run_epochs(
+        step,
+        len(images),
+        batch,
+        cfg.epochs,
+        cfg.seed,
+        device,
+        "cluster",
+        end_epoch=end_epoch,
+        drop_last=True,
+    )
     model.eval()
     return model
 
@@ -137,8 +144,6 @@ def match_clusters(
     clusters). Probabilities name clusters more reliably from a handful of labels: an image on
     the edge of a wrong cluster still votes for the right one (on validation, one label per
     class: 1 wrong naming in 30 draws against 5 with hard counts)."""
-    from scipy.optimize import linear_sum_assignment
-
     num_classes = num_classes or int(labels.max()) + 1
     if membership.dim() == 1:
         membership = F.one_hot(membership, num_clusters)

@@ -2,14 +2,13 @@
 2020): the classifier labels the images it is sure of and learns to say the same of strongly
 augmented views of them.
 
-It is the other way to use unlabelled images, beside pretraining, and it works as well for a
-classifier trained from scratch as for a pretrained one (BENCHMARKS.md): run it on both arms of
-a comparison, or it credits pretraining with what the unlabelled images give any classifier."""
+It is the other way to use unlabelled images, beside pretraining, and it helps a classifier
+trained from scratch too: run it on both arms of a comparison, or it credits pretraining with
+what the unlabelled images give any classifier."""
 
 from __future__ import annotations
 
 import copy
-import math
 import time
 
 import torch
@@ -18,8 +17,8 @@ import torch.nn.functional as F
 from pretext.allocator import phase
 from pretext.augment import make_view, preset, to_input
 from pretext.config import SelfTrainConfig
-from pretext.data import ImageSet, epoch_order
-from pretext.progress import step_bar
+from pretext.data import ImageSet
+from pretext.loop import descend, run_epochs, scheduled_lr, set_lr, steps_per_epoch
 
 
 def confident_targets(logits: torch.Tensor, threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -65,33 +64,39 @@ def self_train(
     generator = torch.Generator(device).manual_seed(cfg.seed)
     unlabelled = unlabelled.to(device)
     images, labels = labelled.images.to(device), labelled.labels.to(device)
-    steps_per_epoch = math.ceil(len(unlabelled) / cfg.batch_size)
-    total, step = cfg.epochs * steps_per_epoch, 0
+    total = cfg.epochs * steps_per_epoch(len(unlabelled), cfg.batch_size)
     confident = torch.zeros((), device=device, dtype=torch.float64)
-    for epoch in range(cfg.epochs):
-        order = epoch_order(len(unlabelled), cfg.seed, epoch).to(device)
-        bar = step_bar(range(steps_per_epoch), f"self-train {epoch + 1}/{cfg.epochs}")
-        for i in bar:
-            batch = unlabelled.index_select(0, order[i * cfg.batch_size : (i + 1) * cfg.batch_size])
-            model.eval()  # targets as the classifier would answer (batch norm's running stats)
-            with torch.no_grad():
-                targets, keep = confident_targets(model(to_input(batch, plain)), cfg.threshold)
-            model.train()
-            confident += keep.sum()
-            pick = torch.randint(
-                0, len(images), (cfg.labelled_batch,), generator=generator, device=device
-            )
-            logits = model(make_view(torch.cat([batch, images[pick]]), strong, generator))
-            loss = self_training_loss(
-                logits[: len(batch)], targets, keep, logits[len(batch) :], labels[pick]
-            )
-            for group in optimizer.param_groups:
-                group["lr"] = cfg.lr * 0.5 * (1 + math.cos(math.pi * step / total))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            step += 1
+
+    def step(idx: torch.Tensor, n: int) -> None:
+        batch = unlabelled.index_select(0, idx)
+        model.eval()  # targets as the classifier would answer (batch norm's running stats)
+        with torch.no_grad():
+            targets, keep = confident_targets(model(to_input(batch, plain)), cfg.threshold)
+        model.train()
+        confident.add_(keep.sum())
+        pick = torch.randint(
+            0, len(images), (cfg.labelled_batch,), generator=generator, device=device
+        )
+        logits = model(make_view(torch.cat([batch, images[pick]]), strong, generator))
+        loss = self_training_loss(
+            logits[: len(batch)], targets, keep, logits[len(batch) :], labels[pick]
+        )
+        set_lr(optimizer, scheduled_lr(cfg.lr, n, total))
+        descend(optimizer, loss)
+
+    def end_epoch(epoch: int) -> None:
         log(f"self-train epoch {epoch + 1}/{cfg.epochs}")
+
+    run_epochs(
+        step,
+        len(unlabelled),
+        cfg.batch_size,
+        cfg.epochs,
+        cfg.seed,
+        device,
+        "self-train",
+        end_epoch=end_epoch,
+    )
     model.eval()
     return {
         "model": model,

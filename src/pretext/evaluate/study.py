@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from functools import partial
 
 import torch
+from scipy.stats import t as student_t  # a dependency of scikit-learn
 
 from pretext.augment import preset
 from pretext.config import (
@@ -67,82 +68,89 @@ def run_study(
     encoder. `values` holds each seed's accuracy: seed s of every method used the same labels.
     `done(rows)`, if given, is called with the rows so far after each label count (a long study
     can then keep what it has finished)."""
-    aug = preset(cfg.finetune.augment)
-    frozen = {"linear", "knn"} & set(cfg.methods)
-    if frozen:
-        train_x = extract_features(encoder, train.images, aug, device)
-        test_x = extract_features(encoder, test.images, aug, device)
-    quiet = lambda *_: None  # noqa: E731
-    if "cluster" in cfg.methods:  # trained once, without labels; only the naming uses them
-        clusters = train_clusters(encoder, train.images, cfg.clustering, device, quiet)
-        train_p = cluster_probabilities(clusters, train.images, device)
-        test_c, _ = assign_clusters(clusters, test.images, device)
+    shared = shared_parts(encoder, train, test, cfg, device)
     rows = []
     for count in cfg.labels:
         count = min(count, len(train))
         scores: dict[str, list[float]] = {m: [] for m in cfg.methods}
         for seed in range(cfg.seeds):
             idx = stratified_subset(train.labels, count, seed)
-            subset = train.subset(idx)
-            ft_cfg = replace(cfg.finetune, seed=seed)
-            if "linear" in scores:
-                probe = linear_probe(
-                    train_x[idx.to(device)],
-                    subset.labels,
-                    test_x,
-                    test.labels,
-                    cfg.linear,
-                    seed=seed,
-                )
-                scores["linear"].append(probe["test_accuracy"])
-            if "knn" in scores:
-                scores["knn"].append(
-                    knn_accuracy(
-                        train_x[idx.to(device)],
-                        subset.labels,
-                        test_x,
-                        test.labels,
-                        cfg.knn_k,
-                        cfg.knn_temperature,
-                    )
-                )
-            if "cluster" in scores:
-                mapping = match_clusters(
-                    train_p[idx], subset.labels, cfg.clustering.clusters, train.num_classes
-                )
-                scores["cluster"].append(named_accuracy(mapping, test_c, test.labels))
-            arms = {  # fine-tuning arm -> its starting encoder, settings, self-trained method
-                "finetune": (lambda: encoder, ft_cfg, "finetune+self"),
-                "scratch": (partial(make_scratch, seed), scratch_finetune(ft_cfg), "scratch+self"),
+            arms = {
+                "finetune": lambda: encoder,
+                "scratch": partial(make_scratch, seed),
             }
-            for arm, (start, arm_cfg, then) in arms.items():
-                if arm not in scores and then not in scores:
-                    continue
-                result = finetune(start(), subset, test, arm_cfg, device, quiet, arm)
-                if arm in scores:
-                    scores[arm].append(result["test_accuracy"])
-                if then in scores:
-                    st_cfg = replace(cfg.self_training, seed=seed)
-                    model = self_train(result["model"], train.images, subset, st_cfg, device, quiet)
-                    scores[then].append(accuracy(model["model"], test, aug, device))
+            for method, value in seed_scores(arms, train, test, idx, seed, cfg, shared, device):
+                scores[method].append(value)
             log(
                 f"{count} labels, seed {seed}: "
                 + ", ".join(f"{m} {100 * v[-1]:.2f}%" for m, v in scores.items())
             )
-        for method, values in scores.items():
-            rows.append(
-                {
-                    "labels": count,
-                    "method": method,
-                    "mean": statistics.fmean(values),
-                    "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-                    "seeds": len(values),
-                    "values": values,  # per label-sampling seed, in seed order
-                }
-            )
+        rows += [summary_row(count, method, values) for method, values in scores.items()]
         if done is not None:
             done(rows)
     return rows
+
+
+def shared_parts(encoder, train: ImageSet, test: ImageSet, cfg: StudyConfig, device) -> dict:
+    """What every label count reuses: frozen features (linear, kNN) and, for "cluster", the
+    clusters trained once without labels."""
+    aug = preset(cfg.finetune.augment)
+    parts: dict = {"aug": aug}
+    if {"linear", "knn"} & set(cfg.methods):
+        parts["train_x"] = extract_features(encoder, train.images, aug, device)
+        parts["test_x"] = extract_features(encoder, test.images, aug, device)
+    if "cluster" in cfg.methods:  # trained once, without labels; only the naming uses them
+        clusters = train_clusters(encoder, train.images, cfg.clustering, device, quiet)
+        parts["train_p"] = cluster_probabilities(clusters, train.images, device)
+        parts["test_c"] = assign_clusters(clusters, test.images, device)[0]
+    return parts
+
+
+def seed_scores(arms: dict, train, test, idx, seed: int, cfg: StudyConfig, shared: dict, device):
+    """(method, test accuracy) of every method of the study on the labelled subset `idx`."""
+    subset, methods = train.subset(idx), set(cfg.methods)
+    if "linear" in methods:
+        x = shared["train_x"][idx.to(device)]
+        probe = linear_probe(x, subset.labels, shared["test_x"], test.labels, cfg.linear, seed)
+        yield "linear", probe["test_accuracy"]
+    if "knn" in methods:
+        x = shared["train_x"][idx.to(device)]
+        knn = knn_accuracy(
+            x, subset.labels, shared["test_x"], test.labels, cfg.knn_k, cfg.knn_temperature
+        )
+        yield "knn", knn
+    if "cluster" in methods:
+        k = cfg.clustering.clusters
+        mapping = match_clusters(shared["train_p"][idx], subset.labels, k, train.num_classes)
+        yield "cluster", named_accuracy(mapping, shared["test_c"], test.labels)
+    ft_cfg = replace(cfg.finetune, seed=seed)
+    arm_settings = {"finetune": ft_cfg, "scratch": scratch_finetune(ft_cfg)}
+    for arm, start in arms.items():
+        then = f"{arm}+self"
+        if arm not in methods and then not in methods:
+            continue
+        result = finetune(start(), subset, test, arm_settings[arm], device, quiet, arm)
+        if arm in methods:
+            yield arm, result["test_accuracy"]
+        if then in methods:
+            st_cfg = replace(cfg.self_training, seed=seed)
+            model = self_train(result["model"], train.images, subset, st_cfg, device, quiet)
+            yield then, accuracy(model["model"], test, shared["aug"], device)
+
+
+def summary_row(count: int, method: str, values: list[float]) -> dict:
+    return {
+        "labels": count,
+        "method": method,
+        "mean": statistics.fmean(values),
+        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+        "seeds": len(values),
+        "values": values,  # per label-sampling seed, in seed order
+    }
+
+
+def quiet(*_args) -> None:
+    """The log of the study's inner trainings (the study logs one line per seed)."""
 
 
 def paired_gain(pretrained: list[float], scratch: list[float], confidence: float = 0.95) -> dict:
@@ -155,9 +163,7 @@ def paired_gain(pretrained: list[float], scratch: list[float], confidence: float
     mean = statistics.fmean(differences)
     if len(differences) < 2:
         return {"mean": mean, "low": None, "high": None, "seeds": 1}
-    from scipy.stats import t  # scikit-learn's own dependency
-
-    half = t.ppf(0.5 + confidence / 2, len(differences) - 1) * statistics.stdev(differences)
+    half = student_t.ppf(0.5 + confidence / 2, len(differences) - 1) * statistics.stdev(differences)
     half /= len(differences) ** 0.5
     return {"mean": mean, "low": mean - half, "high": mean + half, "seeds": len(differences)}
 

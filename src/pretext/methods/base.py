@@ -3,13 +3,10 @@ views of a batch and returns the loss. The training loop knows nothing else abou
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Sequence
 
 import torch
 from torch import nn
-
-from pretext.errors import PretextError
 
 
 class SSLMethod(nn.Module):
@@ -42,33 +39,3 @@ def one_batch(views: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
     if isinstance(views, torch.Tensor):
         return views.flatten(0, 1)
     return torch.cat(list(views))
-
-
-def available_methods() -> dict[str, type[SSLMethod]]:
-    from pretext.methods.byol import BYOL
-    from pretext.methods.dino import DINO
-    from pretext.methods.moco import MoCo
-    from pretext.methods.nnclr import NNCLR
-    from pretext.methods.redundancy import BarlowTwins, VICReg
-    from pretext.methods.simclr import SimCLR
-    from pretext.methods.simsiam import SimSiam
-
-    return {
-        "simclr": SimCLR,
-        "moco": MoCo,
-        "nnclr": NNCLR,
-        "byol": BYOL,
-        "simsiam": SimSiam,
-        "barlow": BarlowTwins,
-        "vicreg": VICReg,
-        "dino": DINO,
-    }
-
-
-def build_method(name: str, encoder: nn.Module, **options) -> SSLMethod:
-    """A method by name; options it does not take (e.g. a temperature for BYOL) are ignored."""
-    methods = available_methods()
-    if name not in methods:
-        raise PretextError(f"unknown method {name!r}: use one of {', '.join(methods)}")
-    accepted = inspect.signature(methods[name]).parameters
-    return methods[name](encoder, **{k: v for k, v in options.items() if k in accepted})

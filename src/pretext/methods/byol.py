@@ -18,11 +18,11 @@ class BYOL(SSLMethod):
     def __init__(
         self,
         encoder: nn.Module,
-        projection_hidden: int = 256,
+        projection_hidden: int = 128,
         projection_dim: int = 64,
         base_momentum: float = 0.99,
     ) -> None:
-        dim = projection_dim or 64
+        dim = projection_dim
         super().__init__(encoder, ProjectionHead(encoder.embed_dim, projection_hidden, dim))
         self.predictor = ProjectionHead(dim, projection_hidden, dim)
         self.target_encoder = frozen_copy(encoder)

@@ -18,7 +18,7 @@ class DINO(SSLMethod):
     def __init__(
         self,
         encoder: nn.Module,
-        projection_hidden: int = 256,
+        projection_hidden: int = 128,
         prototypes: int = 512,
         base_momentum: float = 0.99,
         center_momentum: float = 0.9,

@@ -22,18 +22,18 @@ class MoCo(SSLMethod):
         self,
         encoder: nn.Module,
         temperature: float = 0.2,
-        projection_hidden: int = 256,
+        projection_hidden: int = 128,
         projection_dim: int = 64,
         queue_size: int = 4096,
         momentum: float = 0.99,
     ) -> None:
-        head = ProjectionHead(encoder.embed_dim, projection_hidden, projection_dim or 64)
+        head = ProjectionHead(encoder.embed_dim, projection_hidden, projection_dim)
         super().__init__(encoder, head)
         self.temperature = temperature
         self.momentum = momentum
         self.key_encoder = frozen_copy(encoder)
         self.key_head = frozen_copy(head)
-        queue = F.normalize(torch.randn(projection_dim or 64, queue_size), dim=0)
+        queue = F.normalize(torch.randn(projection_dim, queue_size), dim=0)
         self.register_buffer("queue", queue)
         self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
 

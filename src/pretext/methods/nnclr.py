@@ -26,12 +26,12 @@ class NNCLR(SSLMethod):
         self,
         encoder: nn.Module,
         temperature: float = 0.2,
-        projection_hidden: int = 256,
+        projection_hidden: int = 128,
         projection_dim: int = 64,
         support_size: int = 8192,
         start: float = 0.1,
     ) -> None:
-        dim = projection_dim or 64
+        dim = projection_dim
         super().__init__(encoder, ProjectionHead(encoder.embed_dim, projection_hidden, dim))
         self.temperature = temperature
         self.start = start  # share of training that is plain SimCLR while the support set fills

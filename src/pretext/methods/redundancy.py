@@ -20,9 +20,7 @@ class BarlowTwins(SSLMethod):
         projection_dim: int = 256,
         lambd: float = 5e-3,
     ) -> None:
-        head = ProjectionHead(
-            encoder.embed_dim, max(projection_hidden, 512), max(projection_dim, 256)
-        )
+        head = ProjectionHead(encoder.embed_dim, projection_hidden, projection_dim)
         super().__init__(encoder, head)
         self.lambd = lambd
 
@@ -37,9 +35,7 @@ class VICReg(SSLMethod):
         projection_hidden: int = 512,
         projection_dim: int = 256,
     ) -> None:
-        head = ProjectionHead(
-            encoder.embed_dim, max(projection_hidden, 512), max(projection_dim, 256)
-        )
+        head = ProjectionHead(encoder.embed_dim, projection_hidden, projection_dim)
         super().__init__(encoder, head)
 
     def criterion(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:

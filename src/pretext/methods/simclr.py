@@ -15,8 +15,8 @@ class SimCLR(SSLMethod):
     def __init__(
         self,
         encoder: nn.Module,
-        temperature: float = 0.5,
-        projection_hidden: int = 256,
+        temperature: float = 0.2,
+        projection_hidden: int = 128,
         projection_dim: int = 64,
     ) -> None:
         # projection_dim 0: the loss sits on the encoder's output, as in the original write-up.

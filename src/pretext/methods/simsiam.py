@@ -17,10 +17,10 @@ class SimSiam(SSLMethod):
     def __init__(
         self,
         encoder: nn.Module,
-        projection_hidden: int = 256,
+        projection_hidden: int = 128,
         projection_dim: int = 64,
     ) -> None:
-        dim = projection_dim or 64
+        dim = projection_dim
         super().__init__(encoder, ProjectionHead(encoder.embed_dim, projection_hidden, dim))
         self.predictor = ProjectionHead(dim, max(dim // 2, 16), dim)
 

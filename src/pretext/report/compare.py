@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pretext.checkpoint import read_json
-from pretext.config import read_run_config
+from pretext import rundir
 
 # (column, path into metrics.json, scale, format): accuracies are fractions, shown in percent
 RESULTS = (
@@ -34,15 +33,14 @@ def lookup(record: dict, path: tuple[str, ...]):
 def run_row(run_dir: str | Path) -> dict:
     """One run's settings and results: {"run", the SETTINGS, the RESULTS' columns, "labels"};
     None where the run has no such figure (e.g. pretrained only, not yet evaluated)."""
-    run_dir = Path(run_dir)
-    settings = read_run_config(run_dir).get("pretrain", {})
-    metrics = read_json(run_dir / "metrics.json", default={})
+    settings = rundir.read_config(run_dir).get("pretrain", {})
+    metrics = rundir.read_metrics(run_dir)
     row = {"run": str(run_dir)}
     row.update({name: settings.get(name) for name in SETTINGS})
     for column, path, _, _ in RESULTS:
         row[column] = lookup(metrics, path)
     if row["pretrain s"] is None:  # `pretext pretrain` alone writes pretrain.json
-        row["pretrain s"] = read_json(run_dir / "pretrain.json", default={}).get("seconds")
+        row["pretrain s"] = rundir.read_summary(run_dir).get("seconds")
     row["labels"] = lookup(metrics, ("few_labels", "labels"))
     return row
 

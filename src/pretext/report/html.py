@@ -8,17 +8,17 @@ import html
 import json
 from pathlib import Path
 
-from pretext.checkpoint import read_json, write_text_atomic
-from pretext.config import read_run_config
+from pretext import rundir
+from pretext.checkpoint import write_text_atomic
 
-PICTURES = [
-    ("views.png", "Augmentation: originals and random views"),
-    ("curves.png", "Pretraining loss and kNN monitor"),
-    ("study.png", "Few-label study"),
-    ("confusion.png", "Confusion matrix of the fine-tuned classifier"),
-    ("mistakes.png", "Most confident mistakes"),
-    ("embeddings.png", "Map of test embeddings"),
-    ("clusters.png", "Clusters found without labels (most confident members)"),
+PICTURES = [  # (the RunDir attribute, the caption)
+    ("views_png", "Augmentation: originals and random views"),
+    ("curves_png", "Pretraining loss and kNN monitor"),
+    ("study_png", "Few-label study"),
+    ("confusion_png", "Confusion matrix of the fine-tuned classifier"),
+    ("mistakes_png", "Most confident mistakes"),
+    ("embeddings_png", "Map of test embeddings"),
+    ("clusters_png", "Clusters found without labels (most confident members)"),
 ]
 
 
@@ -47,36 +47,32 @@ def flatten(metrics: dict, prefix: str = "") -> list[tuple[str, str]]:
 
 
 def write_report(run_dir: str | Path) -> Path:
-    run_dir = Path(run_dir)
-    config = json.dumps(read_run_config(run_dir), indent=2)
-    metrics = read_json(run_dir / "metrics.json", default={})
+    run = rundir.RunDir(run_dir)
+    config = json.dumps(rundir.read_config(run_dir), indent=2)
+    metrics = rundir.read_metrics(run_dir)
     table = "".join(
         f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>" for k, v in flatten(metrics)
     )
-    figures = "".join(
-        image_tag(run_dir / name, title) for name, title in PICTURES if (run_dir / name).is_file()
-    )
+    pictures = [(getattr(run, name), title) for name, title in PICTURES]
+    figures = "".join(image_tag(path, title) for path, title in pictures if path.is_file())
     study = ""
-    if (run_dir / "study.md").is_file():
-        study = (
-            f"<h2>Few-label study</h2><pre>{html.escape((run_dir / 'study.md').read_text())}</pre>"
-        )
+    if run.study_md.is_file():
+        study = f"<h2>Few-label study</h2><pre>{html.escape(run.study_md.read_text())}</pre>"
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
-<title>pretext report: {html.escape(run_dir.name)}</title>
+<title>pretext report: {html.escape(run.root.name)}</title>
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1000px; color: #222; }}
 table {{ border-collapse: collapse; }} td {{ border-bottom: 1px solid #ddd; padding: 2px 12px; }}
 figure {{ display: inline-block; margin: 1em; vertical-align: top; }}
 img {{ max-width: 460px; }} pre {{ background: #f6f6f6; padding: 1em; overflow-x: auto; }}
 </style></head><body>
-<h1>pretext report: {html.escape(run_dir.name)}</h1>
+<h1>pretext report: {html.escape(run.root.name)}</h1>
 <h2>Metrics</h2><table>{table}</table>
 {study}
 <h2>Pictures</h2>{figures or "<p>No pictures in this run directory.</p>"}
 <h2>Configuration</h2><pre>{html.escape(config)}</pre>
 </body></html>
 """
-    out = run_dir / "report.html"
-    write_text_atomic(out, page)
-    return out
+    write_text_atomic(run.report, page)
+    return run.report

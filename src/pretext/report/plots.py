@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.backend_bases import FigureCanvasBase  # noqa: E402
+from sklearn.manifold import TSNE  # noqa: E402
 
 from pretext.errors import PretextError  # noqa: E402
 
@@ -39,6 +40,22 @@ def save(fig, path: Path) -> Path:
 def pixels(image: torch.Tensor) -> np.ndarray:
     """A C x H x W image as imshow takes it: H x W for one channel, H x W x C for colour."""
     return image.permute(1, 2, 0).squeeze(-1).numpy()
+
+
+def views_grid(columns: list[torch.Tensor], path: Path, title: str) -> Path:
+    """Images in [0, 1] as a grid: column c holds `columns[c]`, the first the originals."""
+    rows = len(columns[0])
+    fig, axes = plt.subplots(
+        rows, len(columns), figsize=(1.1 * len(columns), 1.1 * rows), squeeze=False
+    )
+    for r in range(rows):
+        for c, column in enumerate(columns):
+            axes[r][c].imshow(pixels(column[r]), cmap="gray", vmin=0, vmax=1)
+            axes[r][c].axis("off")
+            if r == 0:
+                axes[r][c].set_title("original" if c == 0 else f"view {c}", fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    return save(fig, path)
 
 
 def training_curves(history: list[dict], path: Path) -> Path:
@@ -130,8 +147,6 @@ def embedding_map(features: torch.Tensor, labels: torch.Tensor, path: Path, seed
         xy = umap.UMAP(random_state=seed).fit_transform(x)
         name = "UMAP"
     except ImportError:
-        from sklearn.manifold import TSNE
-
         # Perplexity must stay below the number of points: small test sets get a smaller one.
         perplexity = max(1.0, min(30.0, (len(x) - 1) / 3))
         xy = TSNE(

@@ -1,0 +1,130 @@
+"""One handler per command: the parsed flags as a config, then one call of the command's
+function in `pretext.commands`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pretext import commands, rundir
+from pretext.cli.options import run_config
+from pretext.commands.study import pretrain_then_study
+from pretext.config import ClusterConfig, SelfTrainConfig, override
+from pretext.errors import PretextError
+
+
+def cmd_pretrain(args) -> None:
+    commands.pretrain(run_config(args).pretrain)
+
+
+def cmd_run(args) -> None:
+    commands.run(run_config(args))
+
+
+def cmd_finetune(args) -> None:
+    changes = {
+        "epochs": args.epochs,
+        "lr": args.lr,
+        "batch_size": args.batch_size,
+        "min_steps": args.min_steps,
+        "anchor": args.anchor,
+        "seed": args.seed,
+    }
+    seed = 0 if args.seed is None else args.seed
+    commands.finetune_command(
+        args.out,
+        args.dataset,
+        args.data_dir,
+        labels=args.labels,
+        from_scratch=args.from_scratch,
+        encoder=args.encoder,
+        device=args.device or "auto",
+        limit_train=args.limit_train,
+        resume=args.resume,
+        self_train=SelfTrainConfig(epochs=args.self_train, seed=seed) if args.self_train else None,
+        recipe_name=args.recipe,
+        changes=changes,
+    )
+
+
+def cmd_evaluate(args) -> None:
+    commands.evaluate_command(args.out, args.dataset, args.data_dir, device=args.device or "auto")
+
+
+def cmd_study(args) -> None:
+    try:
+        labels = tuple(int(x) for x in args.labels.split(","))
+    except ValueError:
+        raise PretextError(
+            f"--labels must be comma-separated integers, got {args.labels!r}"
+        ) from None
+    if args.checkpoint and args.out and Path(args.checkpoint).resolve() != Path(args.out).resolve():
+        raise PretextError(
+            "give --checkpoint RUN_DIR (a pretrained run to study) or --out RUN_DIR (a run, or "
+            "where to pretrain one first), not both; study.* go to --study-out (default: the "
+            "run directory)"
+        )
+    study = dict(
+        out=args.study_out,
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+        device=args.device or "auto",
+        min_steps=args.min_steps,
+        cluster=args.cluster,
+        self_train=args.self_train,
+    )
+    run_dir = args.checkpoint or args.out
+    if args.checkpoint is None and not rundir.has_checkpoint(run_dir):
+        pretrain_then_study(run_config(args), labels, args.seeds, **study)
+    else:
+        commands.study_command(run_dir, labels, args.seeds, **study)
+
+
+def cmd_cluster(args) -> None:
+    cfg = override(
+        ClusterConfig(),
+        clusters=args.clusters,
+        neighbours=args.neighbours,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        entropy_weight=args.entropy_weight,
+        seed=args.seed,
+    )
+    commands.cluster_command(
+        args.out, cfg, args.dataset, args.data_dir, args.device or "auto", args.limit_train
+    )
+
+
+def cmd_embed(args) -> None:
+    path = commands.embed_command(
+        args.out, args.split, args.index_dir, args.dataset, args.data_dir, args.device or "auto"
+    )
+    print(f"wrote {path}")
+
+
+def cmd_search(args) -> None:
+    commands.search_command(args.index_dir, args.query, args.k, args.png, args.device or "auto")
+
+
+def cmd_export(args) -> None:
+    print(f"wrote {commands.export_command(args.run_dir, args.format, args.file)}")
+
+
+def cmd_compare(args) -> None:
+    commands.compare_command(args.run_dirs, args.out)
+
+
+def cmd_report(args) -> None:
+    print(f"wrote {commands.report_command(args.run_dir)}")
+
+
+def cmd_augment(args) -> None:
+    path = commands.augment_grid(
+        args.dataset,
+        args.data_dir,
+        args.out,
+        args.augment,
+        seed=args.seed,
+        image_size=args.image_size,
+    )
+    print(f"wrote {path}")

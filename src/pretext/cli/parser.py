@@ -1,0 +1,182 @@
+"""The argument parser of every command."""
+
+from __future__ import annotations
+
+import argparse
+
+from pretext import __version__
+from pretext.cli import handlers
+from pretext.cli.options import VIEWS, add_data_options, add_finetune_options, add_pretrain_options
+from pretext.commands.study import DEFAULT_LABELS
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pretext", description="Self-supervised pretraining of image encoders."
+    )
+    parser.add_argument("--version", action="version", version=f"pretext {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_training_commands(sub)
+    add_finetune_command(sub)
+    add_evaluation_commands(sub)
+    add_unlabelled_commands(sub)
+    add_output_commands(sub)
+    return parser
+
+
+def add_training_commands(sub) -> None:
+    """The parsers of pretrain and run."""
+    p = sub.add_parser("pretrain", help="pretrain an encoder without labels")
+    add_data_options(p)
+    add_pretrain_options(p)
+    p.set_defaults(func=handlers.cmd_pretrain)
+
+    p = sub.add_parser(
+        "run", help="pretrain, fine-tune on all labels, everything evaluate does, the report"
+    )
+    add_data_options(p)
+    add_pretrain_options(p)
+    add_finetune_options(p)
+    p.set_defaults(func=handlers.cmd_run)
+
+
+def add_finetune_command(sub) -> None:
+    """The parsers of finetune."""
+    p = sub.add_parser("finetune", help="fine-tune a run's encoder (or a fresh one) on labels")
+    add_data_options(p)
+    p.add_argument("--out", default=None, help="run directory with checkpoints/last.pt")
+    p.add_argument("--recipe", default=None, help="seed or default (default: the run's)")
+    p.add_argument(
+        "--encoder",
+        default=None,
+        help="--from-scratch's encoder (default: the run's, or cnn; or module:callable)",
+    )
+    p.add_argument("--labels", type=int, default=None, help="use a stratified subset of N labels")
+    p.add_argument(
+        "--from-scratch", action="store_true", help="start from random weights (baseline)"
+    )
+    p.add_argument("--epochs", type=int, default=None, help="default: the recipe's (10)")
+    p.add_argument("--batch-size", type=int, default=None, help="default: the recipe's (128)")
+    p.add_argument("--lr", type=float, default=None, help="default: the recipe's (3e-3)")
+    p.add_argument("--min-steps", type=int, default=None, help="train at least this many steps")
+    p.add_argument(
+        "--anchor",
+        type=float,
+        default=None,
+        help="A: after each step the encoder moves min(0.1, (A / labelled images)^2) of the way "
+        "back to its pretrained weights (0: off; the from-scratch baseline never uses it)",
+    )
+    p.add_argument(
+        "--resume", action="store_true", help="continue RUN_DIR's fine-tuning checkpoint"
+    )
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument(
+        "--self-train",
+        type=int,
+        default=0,
+        metavar="PASSES",
+        help="then learn from all training images, labelled or not, for PASSES passes "
+        "(FixMatch: the model's confident predictions on plain images are targets for strong "
+        "views); run it on the --from-scratch baseline too before crediting pretraining",
+    )
+    p.set_defaults(func=handlers.cmd_finetune)
+
+
+def add_evaluation_commands(sub) -> None:
+    """The parsers of evaluate and study."""
+    p = sub.add_parser(
+        "evaluate", help="linear probe, kNN, retrieval and few-label comparison of a run"
+    )
+    add_data_options(p)
+    p.add_argument("--out", required=True, help="run directory")
+    p.set_defaults(func=handlers.cmd_evaluate)
+
+    p = sub.add_parser("study", help="few-label study: linear, fine-tune, kNN vs from scratch")
+    add_data_options(p)
+    add_pretrain_options(p)
+    p.add_argument(
+        "--checkpoint",
+        default=None,
+        help="run directory of a pretrained encoder (else pretrain into --out first)",
+    )
+    p.add_argument(
+        "--labels",
+        default=",".join(map(str, DEFAULT_LABELS)),
+        help="label budgets, comma-separated (default %(default)s)",
+    )
+    p.add_argument("--seeds", type=int, default=3, help="label-sampling seeds per budget")
+    p.add_argument(
+        "--study-out", default=None, help="folder for study.* (default: the run directory)"
+    )
+    p.add_argument("--min-steps", type=int, default=None, help="fine-tuning steps at least")
+    p.add_argument(
+        "--cluster",
+        action="store_true",
+        help="also: clusters found without labels (as 'pretext cluster'), named by the labels",
+    )
+    p.add_argument(
+        "--self-train",
+        type=int,
+        default=0,
+        metavar="PASSES",
+        help="also: both fine-tuned arms after PASSES passes of self-training on all training "
+        "images (finetune+self, and its control scratch+self)",
+    )
+    p.set_defaults(func=handlers.cmd_study)
+
+
+def add_unlabelled_commands(sub) -> None:
+    """The parsers of cluster, embed and search."""
+    p = sub.add_parser("cluster", help="group unlabelled images into clusters (SCAN)")
+    add_data_options(p)
+    p.add_argument("--out", required=True, help="run directory with a pretrained encoder")
+    p.add_argument("--clusters", type=int, default=None, help="number of clusters (default 10)")
+    p.add_argument("--neighbours", type=int, default=None, help="neighbours per image (default 20)")
+    p.add_argument("--epochs", type=int, default=None, help="default 10")
+    p.add_argument("--batch-size", type=int, default=None, help="default 256")
+    p.add_argument("--lr", type=float, default=None, help="default 1e-3")
+    p.add_argument("--entropy-weight", type=float, default=None, help="default 2.0")
+    p.add_argument("--seed", type=int, default=None)
+    p.set_defaults(func=handlers.cmd_cluster)
+
+    p = sub.add_parser("embed", help="write embeddings of a split (a search index)")
+    add_data_options(p)
+    p.add_argument("--out", required=True, help="run directory")
+    p.add_argument("--split", default="train")
+    p.add_argument("--index-dir", default=None, help="default RUN_DIR/index")
+    p.set_defaults(func=handlers.cmd_embed)
+
+    p = sub.add_parser("search", help="nearest neighbours of a query in an index")
+    p.add_argument("--index-dir", required=True)
+    p.add_argument("--query", required=True, help="a test-set index or an image file")
+    p.add_argument("-k", type=int, default=10)
+    p.add_argument("--png", default=None, help="where to write the strip of neighbours")
+    p.add_argument("--device", default=None)
+    p.set_defaults(func=handlers.cmd_search)
+
+
+def add_output_commands(sub) -> None:
+    """The parsers of export, compare, report and augment."""
+    p = sub.add_parser("export", help="write the encoder alone (TorchScript or ONNX)")
+    p.add_argument("run_dir")
+    p.add_argument("--format", default="torchscript", help="torchscript or onnx")
+    p.add_argument("--file", default=None, help="output file")
+    p.set_defaults(func=handlers.cmd_export)
+
+    p = sub.add_parser("compare", help="several runs' settings and results side by side")
+    p.add_argument("run_dirs", nargs="+")
+    p.add_argument("--out", default=None, help="also write the table to this markdown file")
+    p.set_defaults(func=handlers.cmd_compare)
+
+    p = sub.add_parser("report", help="write RUN_DIR/report.html (self-contained)")
+    p.add_argument("run_dir")
+    p.set_defaults(func=handlers.cmd_report)
+
+    p = sub.add_parser("augment", help="write a PNG grid of original images and random views")
+    p.add_argument("--dataset", default="mnist")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--augment", default="default", help=f"preset: {VIEWS} (default: default)")
+    p.add_argument("--out", default="views.png")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--image-size", type=int, default=None, help="resize every image to N x N")
+    p.set_defaults(func=handlers.cmd_augment)

@@ -1,0 +1,249 @@
+"""`pretext finetune` and `pretext evaluate`: a run's encoder on labelled images, fine-tuned
+(or a fresh encoder, the from-scratch baseline) and frozen (linear probe, kNN, retrieval), with
+the few-label comparison against the baseline."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, fields
+from pathlib import Path
+
+import torch
+
+from pretext import rundir
+from pretext.allocator import phase
+from pretext.augment import preset
+from pretext.checkpoint import load_checkpoint
+from pretext.commands.common import labelled_splits, require_pretrained_run
+from pretext.config import (
+    FinetuneConfig,
+    RunConfig,
+    SelfTrainConfig,
+    check_finetune,
+    override,
+    recipe,
+    resolve_device,
+    scratch_finetune,
+)
+from pretext.data import ImageSet, stratified_subset
+from pretext.errors import PretextError
+from pretext.evaluate import (
+    accuracy,
+    extract_features,
+    few_label_comparison,
+    finetune,
+    linear_probe,
+)
+from pretext.evaluate.classify import finetune_views
+from pretext.evaluate.knn import knn_accuracy
+from pretext.evaluate.retrieval import retrieval_metrics
+from pretext.evaluate.selftrain import self_train as learn_from_unlabelled
+from pretext.models import build_encoder
+from pretext.report.plots import confusion_matrix, embedding_map, training_curves, worst_mistakes
+
+
+def finetune_defaults(
+    run_dir: str | Path | None,
+    recipe_name: str | None = None,
+    from_scratch: bool = False,
+    resume: bool = False,
+) -> tuple[FinetuneConfig, int | None]:
+    """The fine-tuning settings a call on `run_dir` starts from, and its label count: with
+    `resume`, those its fine-tuning checkpoint was trained with; otherwise the recipe's (by
+    default the run's own recipe)."""
+    run = rundir.pretrain_config(run_dir) if rundir.is_run_dir(run_dir) else None
+    base = recipe(recipe_name or (run.recipe if run else "default")).finetune
+    if not resume or run_dir is None:
+        return base, None
+    path = rundir.RunDir(run_dir).finetune_checkpoint(from_scratch)
+    saved = load_checkpoint(path).get("settings") if path.is_file() else None
+    if saved is None:  # no checkpoint, or one that predates its settings
+        return base, None
+    known = {f.name for f in fields(FinetuneConfig)}
+    return FinetuneConfig(**{k: v for k, v in saved.items() if k in known}), saved.get("labelled")
+
+
+@phase
+def finetune_command(
+    run_dir: str | Path | None,
+    dataset: str | None = None,
+    data_dir: str | None = None,
+    cfg: FinetuneConfig | None = None,
+    labels: int | None = None,
+    from_scratch: bool = False,
+    encoder: str | None = None,
+    device: str = "auto",
+    limit_train: int | None = None,
+    resume: bool = False,
+    image_size: int | None = None,
+    self_train: SelfTrainConfig | None = None,
+    recipe_name: str | None = None,
+    changes: dict | None = None,
+    splits: tuple[ImageSet, ImageSet] | None = None,
+    log=print,
+) -> dict:
+    """Fine-tune a run's encoder (or a fresh one) on labels; test accuracy of the last epoch.
+
+    A run directory gives the defaults: its data set, data dir, image size, encoder (for the
+    from-scratch baseline) and recipe; `cfg` None starts from `finetune_defaults` and applies
+    `changes` (FinetuneConfig fields). Progress is checkpointed per epoch, `resume` continues
+    it. With `self_train`, the classifier then learns from every training image, labelled or
+    not: "test_accuracy" is then the self-trained model's, "finetuned_test_accuracy" before it.
+    `splits` (train, test) skips loading them again."""
+    if not from_scratch:
+        require_pretrained_run(run_dir)
+    run = rundir.pretrain_config(run_dir) if rundir.is_run_dir(run_dir) else None
+    if cfg is None:
+        cfg, saved_labels = finetune_defaults(run_dir, recipe_name, from_scratch, resume)
+        labels = labels if labels is not None else saved_labels
+    cfg = override(cfg, **(changes or {}))
+    check_finetune(cfg)
+    if self_train is not None and self_train.epochs < 1:  # before any fine-tuning is done
+        raise PretextError(f"--self-train needs at least 1 pass, got {self_train.epochs}")
+    if from_scratch:
+        cfg = scratch_finetune(cfg)
+    dev = resolve_device(device)
+    if splits is None:
+        splits = labelled_splits(
+            dataset or (run.dataset if run else "mnist"),
+            data_dir or (run.data_dir if run else None),
+            limit_train,
+            image_size or (run.image_size if run else None),
+        )
+    every, test = splits
+    train = (
+        every if labels is None else every.subset(stratified_subset(every.labels, labels, cfg.seed))
+    )
+    encoder = encoder or (run.encoder if run else "cnn")
+    model = starting_encoder(run_dir, encoder, from_scratch, train.images, cfg.seed, dev)
+    name = "scratch" if from_scratch else "finetune"
+    saved = None if run_dir is None else rundir.RunDir(run_dir).finetune_checkpoint(from_scratch)
+    result = finetune(model, train, test, cfg, dev, log, name, checkpoint=saved, resume=resume)
+    classifier = result.pop("model")
+    if self_train is not None:
+        classifier = then_self_train(
+            classifier, every, train, test, cfg, self_train, dev, result, log
+        )
+    if run_dir is not None and not from_scratch:
+        draw_classifier_pictures(rundir.RunDir(run_dir), classifier, test, cfg, dev)
+    result["labels"] = len(train)
+    result["from_scratch"] = from_scratch
+    log(f"test accuracy {100 * result['test_accuracy']:.2f}%")
+    if run_dir is not None:
+        key = "finetune_scratch" if from_scratch else "finetune"
+        rundir.update_metrics(run_dir, **{key: result})
+    return result
+
+
+def starting_encoder(
+    run_dir: str | Path | None,
+    encoder: str,
+    from_scratch: bool,
+    images: torch.Tensor,
+    seed: int,
+    device: torch.device,
+) -> torch.nn.Module:
+    """The encoder to fine-tune: the run's pretrained one, or a fresh one for `images`."""
+    if from_scratch:
+        return build_encoder(encoder, images.shape[1], images.shape[-1], seed=seed).to(device)
+    return rundir.load_encoder(run_dir, device)
+
+
+def then_self_train(classifier, every, train, test, cfg, st_cfg, device, result, log):
+    """The fine-tuned classifier self-trained on all of `every`; `result` gets its accuracy."""
+    log(
+        f"fine-tuned test accuracy {100 * result['test_accuracy']:.2f}%; self-training on "
+        f"all {len(every)} training images"
+    )
+    trained = learn_from_unlabelled(classifier, every.images, train, st_cfg, device, log)
+    classifier = trained.pop("model")
+    result["finetuned_test_accuracy"] = result["test_accuracy"]
+    views = preset(finetune_views(cfg, len(train)))  # for their normalisation only
+    result["test_accuracy"] = accuracy(classifier, test, views, device)
+    result["self_training"] = {**asdict(st_cfg), **trained}
+    return classifier
+
+
+def draw_classifier_pictures(run: rundir.RunDir, classifier, test, cfg, device) -> None:
+    logits = extract_features(classifier, test.images, preset(cfg.augment), device).cpu()
+    confusion_matrix(logits.argmax(1), test.labels, run.confusion_png)
+    worst_mistakes(test.images, test.labels, logits, run.mistakes_png)
+
+
+@phase
+def evaluate_command(
+    run_dir: str | Path,
+    dataset: str | None = None,
+    data_dir: str | None = None,
+    cfg: RunConfig | None = None,
+    device: str = "auto",
+    splits: tuple[ImageSet, ImageSet] | None = None,
+    log=print,
+) -> dict:
+    """Linear probe, kNN, retrieval metrics and the few-label comparison of a run's saved encoder
+    -> metrics.json (and the pictures the report shows). `splits` skips loading them again."""
+    pre = rundir.pretrain_config(run_dir)
+    cfg = cfg or recipe(pre.recipe)
+    dev = resolve_device(device)
+    if splits is None:
+        splits = labelled_splits(
+            dataset or pre.dataset, data_dir or pre.data_dir, pre.limit_train, pre.image_size
+        )
+    train, test = splits
+    encoder = rundir.load_encoder(run_dir, dev)
+    eval_aug = preset(cfg.finetune.augment)
+    train_x = extract_features(encoder, train.images, eval_aug, dev)
+    test_x = extract_features(encoder, test.images, eval_aug, dev)
+    frozen = frozen_metrics(train_x, train.labels, test_x, test.labels, cfg, pre.seed, log)
+    rundir.update_metrics(run_dir, **frozen)
+    draw_run_pictures(rundir.RunDir(run_dir), test_x[:2000], test.labels[:2000], pre.seed)
+    channels, size = train.images.shape[1], train.images.shape[-1]
+    scratch = build_encoder(pre.encoder, channels, size, seed=pre.seed + 1).to(dev)
+    labels = min(cfg.few_labels, len(train))
+    few = few_label_comparison(
+        encoder, scratch, train, test, labels, cfg.few_label_seeds, cfg.finetune, dev, log
+    )
+    log(few_label_line(few))
+    return rundir.update_metrics(run_dir, few_labels=few)
+
+
+def frozen_metrics(train_x, train_y, test_x, test_y, cfg: RunConfig, seed: int, log) -> dict:
+    """Linear probe, kNN and retrieval on frozen features, as metrics.json records them."""
+    probe = linear_probe(train_x, train_y, test_x, test_y, cfg.linear, seed=seed)
+    log(f"linear probe test accuracy {100 * probe['test_accuracy']:.2f}%")
+    knn = {
+        "k": cfg.knn_k,
+        "temperature": cfg.knn_temperature,
+        "test_accuracy": knn_accuracy(
+            train_x, train_y, test_x, test_y, cfg.knn_k, cfg.knn_temperature
+        ),
+    }
+    log(f"kNN (k={cfg.knn_k}) test accuracy {100 * knn['test_accuracy']:.2f}%")
+    retrieval = retrieval_metrics(train_x, train_y, test_x, test_y)
+    log(
+        f"retrieval: precision@1 {100 * retrieval['precision_at_1']:.2f}%, "
+        f"mAP@R {100 * retrieval['map_at_r']:.2f}%"
+    )
+    return {"linear_probe": probe, "knn": knn, "retrieval": retrieval}
+
+
+def few_label_line(few: dict) -> str:
+    interval = (
+        f" (95% interval {100 * few['gain_low']:+.2f} to {100 * few['gain_high']:+.2f}, "
+        f"paired over {few['seeds']} seeds)"
+        if few["gain_low"] is not None
+        else ""
+    )
+    return (
+        f"{few['labels']} labels: pretrained {100 * few['pretrained']:.2f}% "
+        f"+- {100 * few['pretrained_std']:.2f}, from scratch {100 * few['scratch']:.2f}% "
+        f"+- {100 * few['scratch_std']:.2f}; gain {100 * few['gain']:+.2f} points{interval}"
+    )
+
+
+def draw_run_pictures(
+    run: rundir.RunDir, features: torch.Tensor, labels: torch.Tensor, seed: int
+) -> None:
+    history = rundir.read_history(run.root)
+    if history:
+        training_curves(history, run.curves_png)
+    embedding_map(features, labels, run.embeddings_png, seed)

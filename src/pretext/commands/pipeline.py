@@ -1,0 +1,72 @@
+"""`pretext run`, the main job: pretrain, fine-tune on all labels, evaluate (linear probe, kNN,
+retrieval, the few-label comparison), the pictures and the report, in one run directory."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+import torch
+
+from pretext import distributed, rundir
+from pretext.commands.common import labelled_splits
+from pretext.commands.finetune import evaluate_command, finetune_command
+from pretext.commands.report import augment_grid, report_command
+from pretext.config import RunConfig, check_finetune
+from pretext.data import load_dataset
+from pretext.data.sources import missing_test_split
+from pretext.errors import PretextError
+from pretext.train import pretrain
+
+
+def run(cfg: RunConfig, log=print) -> dict:
+    """The main job; returns metrics.json's record."""
+    started = time.perf_counter()
+    pre = cfg.pretrain
+    problem = missing_test_split(pre.dataset)
+    if problem:  # found before pretraining, not after it
+        raise PretextError(f"{problem}; evaluation needs one (`pretext pretrain` does not)")
+    check_finetune(cfg.finetune, "finetune-")
+    summary = pretrain(pre, log)
+    if distributed.world_size() > 1 and torch.distributed.get_rank() != 0:
+        return {}  # evaluation runs once, on rank 0
+    out = rundir.RunDir(pre.out)
+    rundir.update_metrics(
+        out.root,
+        dataset=pre.dataset,
+        recipe=pre.recipe,
+        method=pre.method,
+        encoder=pre.encoder,
+        pretrain=summary,
+    )
+    train = load_dataset(pre.dataset, "train", pre.data_dir, image_size=pre.image_size)
+    if train.labels is None:
+        log("the data set has no labels: pretraining done, nothing to evaluate")
+        return rundir.update_metrics(out.root)
+    splits = labelled_splits(pre.dataset, pre.data_dir, pre.limit_train, pre.image_size, train)
+    ft = finetune_command(
+        out.root,
+        cfg=replace(cfg.finetune, seed=pre.seed),
+        device=pre.device,
+        resume=pre.resume,
+        splits=splits,
+        log=log,
+    )
+    metrics = evaluate_command(out.root, cfg=cfg, device=pre.device, splits=splits, log=log)
+    augment_grid(
+        pre.dataset,
+        pre.data_dir,
+        out.views_png,
+        pre.augment,
+        seed=pre.seed,
+        image_size=pre.image_size,
+        data=train,
+    )
+    metrics = rundir.update_metrics(out.root, seconds=round(time.perf_counter() - started, 1))
+    report_command(out.root)
+    log(
+        f"done in {metrics['seconds']:.0f}s: fine-tune {100 * ft['test_accuracy']:.2f}%, "
+        f"linear probe {100 * metrics['linear_probe']['test_accuracy']:.2f}%; "
+        f"see {out.report} (figures in {out.metrics})"
+    )
+    return metrics

@@ -1,0 +1,132 @@
+"""`pretext study`: the few-label study of a run's encoder against the from-scratch baseline,
+over several label counts and seeds -> study.json, study.md, study.png."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from pretext import rundir
+from pretext.checkpoint import write_json, write_text_atomic
+from pretext.commands.common import labelled_splits
+from pretext.config import ClusterConfig, RunConfig, SelfTrainConfig, recipe, resolve_device
+from pretext.data import check_label_count
+from pretext.errors import PretextError
+from pretext.evaluate.study import (
+    METHODS,
+    SELF_TRAINED,
+    StudyConfig,
+    finetune_protocol,
+    run_study,
+    study_markdown,
+)
+from pretext.models import build_encoder
+from pretext.report.plots import study_plot
+from pretext.train import pretrain
+
+DEFAULT_LABELS = (10, 100, 600, 6000, 60000)
+
+
+def check_study_request(
+    labels: tuple[int, ...],
+    seeds: int,
+    self_train: int,
+    train_labels: torch.Tensor | None = None,
+    min_steps: int | None = None,
+) -> None:
+    """What a study's options can get wrong, found before any work: a label count that failed
+    only when its turn came would waste the counts run before it."""
+    if not labels:
+        raise PretextError("--labels needs at least one label count")
+    if seeds < 1:
+        raise PretextError(f"--seeds must be >= 1, got {seeds}")
+    if self_train < 0:
+        raise PretextError(f"--self-train must be >= 0 passes, got {self_train}")
+    if min_steps is not None and min_steps < 0:
+        raise PretextError(f"--min-steps must be >= 0, got {min_steps}")
+    for count in labels if train_labels is not None else ():
+        # counts above the data set's size mean all of it (the study takes them so)
+        check_label_count(train_labels, min(count, len(train_labels)))
+
+
+def pretrain_then_study(run_cfg: RunConfig, labels: tuple[int, ...], seeds: int = 3, **study):
+    """Pretrain `run_cfg`'s run first (the study's options and data checked before), then
+    `study_command` on it with the `study` keywords."""
+    pre = run_cfg.pretrain
+    train, _ = labelled_splits(pre.dataset, pre.data_dir, None)
+    check_study_request(
+        labels, seeds, study.get("self_train", 0), train.labels, study.get("min_steps")
+    )
+    pretrain(pre)
+    return study_command(pre.out, labels, seeds, **study)
+
+
+def study_config(pre, labels, seeds, min_steps, cluster, self_train) -> StudyConfig:
+    """The study's settings: the run's recipe, with the study's own options."""
+    base = recipe(pre.recipe)
+    ft = base.finetune if min_steps is None else replace(base.finetune, min_steps=min_steps)
+    return StudyConfig(
+        labels=tuple(labels),
+        seeds=seeds,
+        finetune=ft,
+        linear=base.linear,
+        knn_k=base.knn_k,
+        knn_temperature=base.knn_temperature,
+        methods=METHODS + (("cluster",) if cluster else ()) + (SELF_TRAINED if self_train else ()),
+        clustering=ClusterConfig(augment=pre.augment),
+        self_training=SelfTrainConfig(epochs=self_train) if self_train else SelfTrainConfig(),
+    )
+
+
+def study_command(
+    run_dir: str | Path,
+    labels: tuple[int, ...] = DEFAULT_LABELS,
+    seeds: int = 3,
+    out: str | Path | None = None,
+    dataset: str | None = None,
+    data_dir: str | None = None,
+    device: str = "auto",
+    min_steps: int | None = None,
+    cluster: bool = False,
+    self_train: int = 0,
+    log=print,
+) -> list[dict]:
+    """Few-label study of a run's encoder -> study.json, study.md, study.png in `out` (default:
+    the run directory). With `cluster`, also clusters found without labels and named by each
+    labelled subset; with `self_train` passes, also both fine-tuned arms after self-training
+    on all training images. Written after every label count: an interrupted study keeps the
+    counts it finished (study.md then says it is partial)."""
+    pre = rundir.pretrain_config(run_dir)
+    cfg = study_config(pre, labels, seeds, min_steps, cluster, self_train)
+    dev = resolve_device(device)
+    train, test = labelled_splits(
+        dataset or pre.dataset, data_dir or pre.data_dir, None, pre.image_size
+    )
+    check_study_request(labels, seeds, self_train, train.labels, min_steps)  # before any work
+    # Counts beyond the data set mean all of it: one row for all, not one per count given.
+    cfg = replace(cfg, labels=tuple(dict.fromkeys(min(n, len(train)) for n in cfg.labels)))
+    encoder = rundir.load_encoder(run_dir, dev)
+    files = rundir.RunDir(out if out is not None else run_dir)
+    protocol = finetune_protocol(cfg.finetune)
+
+    def make_scratch(seed: int) -> torch.nn.Module:
+        channels, size = train.images.shape[1], train.images.shape[-1]
+        return build_encoder(pre.encoder, channels, size, seed=10_000 + seed).to(dev)
+
+    def write_study(rows: list[dict]) -> None:
+        finished = len({row["labels"] for row in rows})
+        table = study_markdown(rows, protocol)
+        if finished < len(cfg.labels):
+            table += (
+                f"\nPartial: {finished} of {len(cfg.labels)} label counts done (the "
+                "study was still running when this was written).\n"
+            )
+        write_json(files.study_json, rows)
+        study_plot(rows, files.study_png)
+        write_text_atomic(files.study_md, table)
+
+    rows = run_study(encoder, make_scratch, train, test, cfg, dev, log, done=write_study)
+    log(study_markdown(rows, protocol))
+    return rows

@@ -1,0 +1,73 @@
+"""The one type every source returns: uint8 images (N x C x H x W) and int64 labels or None.
+Images stay uint8 until a batch is drawn, so a data set costs one byte per pixel in memory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pretext.errors import PretextError
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    """Images (uint8, N x C x H x W) with optional labels (int64, N)."""
+
+    images: torch.Tensor
+    labels: torch.Tensor | None
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        if self.images.dtype != torch.uint8 or self.images.dim() != 4:
+            raise PretextError(f"{self.name}: images must be uint8 N x C x H x W")
+        if len(self.images) == 0:
+            raise PretextError(f"{self.name or 'data set'} is empty")
+        if self.labels is not None:
+            if len(self.labels) != len(self.images):
+                raise PretextError(
+                    f"{self.name}: {len(self.images)} images but {len(self.labels)} labels"
+                )
+            if int(self.labels.min()) < 0:
+                raise PretextError(
+                    f"{self.name}: labels must be >= 0, found {int(self.labels.min())}"
+                )
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def num_classes(self) -> int:
+        if self.labels is None:
+            raise PretextError(f"{self.name} has no labels")
+        return int(self.labels.max()) + 1
+
+    def subset(self, indices: torch.Tensor) -> ImageSet:
+        labels = None if self.labels is None else self.labels[indices]
+        return ImageSet(self.images[indices], labels, self.name)
+
+    def first(self, n: int | None) -> ImageSet:
+        """The first n items (all when n is None), as the `--limit-train` option asks."""
+        if n is None or n >= len(self):
+            return self
+        if n < 1:
+            raise PretextError(f"--limit-train must be >= 1, got {n}")
+        return self.subset(torch.arange(n))
+
+
+def to_nchw_uint8(images: np.ndarray, origin: Path) -> torch.Tensor:
+    if images.ndim == 3:
+        images = images[:, None]
+    elif images.ndim == 4 and images.shape[-1] in (1, 3) and images.shape[1] not in (1, 3):
+        images = images.transpose(0, 3, 1, 2)
+    if images.ndim != 4:
+        raise PretextError(
+            f"{origin}: images must be N x H x W or N x C x H x W, got {images.shape}"
+        )
+    if images.dtype != np.uint8:
+        if np.issubdtype(images.dtype, np.floating) and images.size and images.max() <= 1.0:
+            images = images * 255.0
+        images = np.clip(images, 0, 255).round().astype(np.uint8)
+    return torch.from_numpy(np.ascontiguousarray(images))

@@ -1,0 +1,93 @@
+"""Building a pretraining: its data, method, optimizer and views, before any file is written
+(a wrong encoder, method or augmentation name leaves nothing behind)."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+
+from pretext.augment import Augmentation, preset
+from pretext.config import PretrainConfig
+from pretext.data import ImageSet, load_dataset
+from pretext.distributed import Context
+from pretext.errors import PretextError
+from pretext.methods import USER_OPTIONS, SSLMethod, build_method, method_options
+from pretext.models import build_encoder
+from pretext.train.optim import build_optimizer
+
+
+@dataclass(frozen=True)
+class Pretraining:
+    """What the loop trains: `method` (what checkpoints hold) stepped through `model` (the
+    method, or its DistributedDataParallel wrapper), with views drawn from `generator`."""
+
+    cfg: PretrainConfig  # as given, with the method's own options filled in
+    data: ImageSet
+    images: torch.Tensor  # data.images on the device
+    method: SSLMethod
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    aug: Augmentation
+    generator: torch.Generator
+    ctx: Context
+    device: torch.device
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return len(self.data) // (self.cfg.batch_size * self.ctx.world_size)
+
+    @property
+    def total_steps(self) -> int:
+        return self.steps_per_epoch * self.cfg.epochs
+
+
+def training_data(cfg: PretrainConfig, ctx: Context) -> ImageSet:
+    data = load_dataset(cfg.dataset, "train", cfg.data_dir, cfg.skip_bad_files, cfg.image_size)
+    data = data.first(cfg.limit_train)
+    if cfg.batch_size * ctx.world_size > len(data):
+        raise PretextError(
+            f"--batch-size {cfg.batch_size} x {ctx.world_size} processes is larger than the "
+            f"data set ({len(data)} images)"
+        )
+    return data
+
+
+def with_method_options(cfg: PretrainConfig) -> PretrainConfig:
+    """`cfg` with the options its method takes filled in from the method's defaults (and those
+    it does not take refused), so config.json records what was trained."""
+    given = {key: getattr(cfg, key) for key in USER_OPTIONS}
+    return replace(cfg, **method_options(cfg.method, **given))
+
+
+def build(cfg: PretrainConfig, ctx: Context, device: torch.device) -> Pretraining:
+    """Data, seeded model and optimizer of a pretraining (`ctx`: this process's rank)."""
+    cfg = with_method_options(cfg)
+    data = training_data(cfg, ctx)
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    encoder = build_encoder(cfg.encoder, data.images.shape[1], data.images.shape[-1])
+    options = {key: getattr(cfg, key) for key in USER_OPTIONS}
+    method = build_method(cfg.method, encoder, **options).to(device)
+    aug = preset(cfg.augment)
+    if cfg.sync_batchnorm and ctx.world_size > 1:
+        method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method)
+    model = method
+    if ctx.world_size > 1:
+        ids = [device.index] if device.type == "cuda" else None
+        model = torch.nn.parallel.DistributedDataParallel(method, device_ids=ids)
+    return Pretraining(
+        cfg=cfg,
+        data=data,
+        images=data.images.to(device),
+        method=method,
+        model=model,
+        optimizer=build_optimizer(cfg, method.parameters()),
+        aug=aug,
+        generator=torch.Generator(device).manual_seed(cfg.seed + 7919 * ctx.rank),
+        ctx=ctx,
+        device=device,
+    )
