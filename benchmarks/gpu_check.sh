@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU figures in one go, for a session that is lent a GPU machine (whose python3 has torch
+# The GPU figures in one go, for a lent GPU machine (whose python3 has torch
 # and our other dependencies, but no network and no ../shared): the throughput benchmark on
 # cuda in float32 and bf16, then the main job on full MNIST on cuda, under a time limit.
 #

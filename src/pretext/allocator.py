@@ -1,19 +1,15 @@
 """Keep freed memory in the process heap instead of returning it to the OS.
 
 glibc serves large allocations (a batch of views, an activation map) with fresh mmap pages and
-unmaps them when freed, so every training step pays page faults for memory it had a step ago;
-on CPU that was a third of a small model's step time (benchmarks/throughput.py). Raising the
-mmap and trim thresholds makes the heap reuse those blocks (a lower threshold, 64 MiB, sent
-the im2col buffers of a batch-512 step back to mmap and cost a third again). One arena for all
-threads: with one per thread (PyTorch's worker threads allocate too), each arena kept its own
-free blocks, and the peak memory of a full `pretext run` varied from run to run by up to 1 GiB,
-past 2 GiB. Linux/glibc only; elsewhere a no-op.
+unmaps them when freed, so every training step pays page faults for memory it had a step ago.
+Raising the mmap and trim thresholds (to 1 GiB: lower ones sent a large step's im2col buffers
+back to mmap) makes the heap reuse those blocks. One arena for all threads: with one per thread
+(PyTorch's worker threads allocate too) each arena kept its own free blocks and the peak memory
+varied widely from run to run. Linux/glibc only; elsewhere a no-op.
 
-The price: what one phase frees (training steps) stays resident through the next (features in
-large batches, retrieval chunks), whose blocks have other sizes; the same `pretext run --dataset
-fashion-mnist --augment objects` peaked at 2,548 MiB in one run and 978 MiB (sampled every 0.1 s)
-in the next. `release_freed_memory` (malloc_trim) hands every
-free page back; `@phase` does it when a phase's function returns.
+The price: what one phase frees (training steps) stays resident through the next, whose blocks
+have other sizes. `release_freed_memory` (malloc_trim) hands every free page back; `@phase`
+does it when a phase's function returns.
 """
 
 from __future__ import annotations

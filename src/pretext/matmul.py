@@ -6,9 +6,8 @@ from __future__ import annotations
 import torch
 
 # oneDNN's float32 matrix product, as torch.compile's CPU code calls it (a private op: absent
-# from some builds, hence the fallback to `@`, which calls MKL's sgemm). On our AMD EPYC it does
-# NT-Xent's products in half MKL's time, in float32 all the same; the similarities of kNN and
-# retrieval take three quarters of MKL's time (BENCHMARKS.md, throughput section, session 5).
+# from some builds, hence the fallback to `@`, which calls MKL's sgemm). On our CPU it is the
+# faster of the two for these shapes, in float32 all the same (BENCHMARKS.md, "Throughput").
 _ONEDNN_LINEAR = (
     getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None)
     if torch.backends.mkldnn.is_available()

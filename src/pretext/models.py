@@ -35,8 +35,7 @@ def _window_maxima(x: torch.Tensor):
 class _MaxPool2x2(torch.autograd.Function):
     """F.max_pool2d(x, 2) on even H, W, values and gradients alike: the gradient goes to the
     first maximum of a window in row-major order, as ATen's does. ATen's CPU kernel for NCHW
-    walks one window at a time (6 ms forward for the cnn's first pooling at batch 256, against
-    1 ms here), a seventh of the cnn's training step."""
+    walks one window at a time; four strided views are much faster."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:
@@ -89,9 +88,8 @@ class _Conv2dGradByConv(torch.autograd.Function):
     """F.conv2d (stride 1, no groups or dilation) whose backward computes the weight gradient
     as a convolution too: of the inputs with the batch as channels, by the output gradients
     (sum over images and positions of input patch x output gradient), and the input gradient
-    as a transposed convolution. ATen's CPU backward of the cnn's second convolution runs at a
-    third of its forward's speed; this one makes the cnn's forward + backward + Adam step 7%
-    faster. The same gradients up to float32 rounding of the sums."""
+    as a transposed convolution. ATen's CPU backward of the cnn's second convolution runs far
+    slower than its forward; this one is faster. The same gradients up to float32 rounding."""
 
     @staticmethod
     def forward(ctx, x, weight, bias, padding):
@@ -142,9 +140,8 @@ class SmallCNN(nn.Module):
     fc(320->100)-relu. 37,380 parameters for 1x28x28 input.
 
     With `batch_norm`, each layer's output is batch-normalised before its ReLU (260 more
-    parameters, a fifth more time per epoch): after SimCLR on MNIST no embedding unit is dead
-    (24 of 100 are without it) and frozen features classify better, though the same network
-    fine-tuned from random weights gains as much (BENCHMARKS.md, "Fourth round")."""
+    parameters): no embedding unit stays dead and frozen features classify better, though the
+    same network fine-tuned from random weights gains as much (BENCHMARKS.md)."""
 
     def __init__(
         self, in_channels: int = 1, embed_dim: int = 100, width: int = 1, batch_norm: bool = False
