@@ -20,14 +20,22 @@ from pretext.errors import PretextError
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """`data` as `path`, through a temporary file that is removed on every failure (a full disk,
+    an interrupt); the error then names `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.filename is None:
+            raise OSError(exc.errno, f"cannot write {path}: {exc.strerror or exc}") from None
+        raise
     try:
         dir_fd = os.open(path.parent, os.O_RDONLY)
     except OSError:
@@ -104,9 +112,28 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     return state
 
 
+def first_non_finite(state, name: str = "") -> str | None:
+    """The name of the first floating-point tensor in a nested dict / list that holds a NaN or
+    an infinity (None when all are finite): checked before a checkpoint is written or used."""
+    if isinstance(state, torch.Tensor):
+        finite = not state.is_floating_point() or bool(torch.isfinite(state).all())
+        return None if finite else name or "tensor"
+    if not isinstance(state, dict | list | tuple):
+        return None
+    items = state.items() if isinstance(state, dict) else enumerate(state)
+    for key, value in items:
+        found = first_non_finite(value, f"{name}.{key}" if name else str(key))
+        if found is not None:
+            return found
+    return None
+
+
 def load_state_checked(module: torch.nn.Module, state: dict, what: str) -> None:
     """load_state_dict with a clear word about which entries differ."""
     own = module.state_dict()
+    bad = first_non_finite(state)
+    if bad is not None:
+        raise PretextError(f"the checkpoint's {what} holds NaN or infinite values ({bad})")
     missing = sorted(set(own) - set(state))
     extra = sorted(set(state) - set(own))
     if missing or extra:

@@ -78,6 +78,11 @@ def index_files(index_dir: str | Path) -> tuple[Path, Path]:
     return Path(index_dir) / "embeddings.npz", Path(index_dir) / "index.json"
 
 
+def search_strip(index_dir: str | Path, query: str) -> Path:
+    """Where `pretext search` draws a query's neighbours by default."""
+    return Path(index_dir) / f"search-{Path(query).stem}.png"
+
+
 OUTPUT_NAMES = (
     "config",
     "metrics",

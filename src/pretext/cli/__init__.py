@@ -5,7 +5,9 @@ an exit code."""
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 import warnings
 from pathlib import Path
 
@@ -41,10 +43,24 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if threads:
         torch.set_num_threads(threads)
-    with warnings.catch_warnings():  # the caller's warning settings come back afterwards
-        warnings.simplefilter("default")
-        warnings.showwarning = show_warnings_as_lines(warnings.showwarning)
-        return run_command(args)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    before = signal.signal(signal.SIGTERM, terminate) if in_main_thread else None
+    try:
+        with warnings.catch_warnings():  # the caller's warning settings come back afterwards
+            warnings.simplefilter("default")
+            warnings.showwarning = show_warnings_as_lines(warnings.showwarning)
+            return run_command(args)
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, before)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM: stopped as an interrupt is, keeping what was finished."""
+
+
+def terminate(_signum, _frame) -> None:
+    raise Terminated
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -58,11 +74,12 @@ def run_command(args: argparse.Namespace) -> int:
     except OSError as exc:  # the machine's refusals: no space, no permission, a read-only disk
         print(f"pretext: error: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        how = "terminated" if isinstance(exc, Terminated) else "interrupted"
         print(
-            "pretext: interrupted; what was finished is kept (pretraining and fine-tuning go "
+            f"pretext: {how}; what was finished is kept (pretraining and fine-tuning go "
             "on from their last checkpoint with --resume)",
             file=sys.stderr,
         )
-        return 130
+        return 143 if isinstance(exc, Terminated) else 130
     return 0

@@ -112,7 +112,7 @@ def search_command(
             f"#{row['rank']:>2}  index {row['index']:>6}  label {row['label']}  "
             f"similarity {row['similarity']:.3f}"
         )
-    strip = out if out is not None else index_dir / f"search-{Path(query).stem}.png"
+    strip = out if out is not None else rundir.search_strip(index_dir, query)
     neighbours = database.images[top.indices]
     retrieval_strip(image, query_label, neighbours, [str(r["label"]) for r in results], strip)
     log(f"wrote {strip}")

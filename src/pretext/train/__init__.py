@@ -12,7 +12,7 @@ import torch
 
 from pretext import distributed, rundir
 from pretext.allocator import keep_freed_memory, phase
-from pretext.checkpoint import load_checkpoint, save_checkpoint
+from pretext.checkpoint import first_non_finite, load_checkpoint, save_checkpoint
 from pretext.config import PretrainConfig, resolve_device, validate
 from pretext.data.sources import portable
 from pretext.errors import PretextError
@@ -57,6 +57,8 @@ def pretrain(cfg: PretrainConfig, log=print) -> dict:
         progress = restore(p, load_checkpoint(rundir.RunDir(cfg.out).checkpoint, device))
         epoch = progress.step // p.steps_per_epoch + 1
         log(f"resuming {cfg.out} at step {progress.step} (epoch {epoch})")
+        if run is not None:  # the checkpoint's epochs are the log's, whenever it was killed
+            rundir.write_history(run, progress.history)
     if run is not None:  # a resumed run's too: more --epochs, another --data-dir
         rundir.write_config(run, p.cfg)
     score = None
@@ -83,6 +85,8 @@ def recorder(p: Pretraining, run: rundir.RunDir | None):
         state = checkpoint_state(p, progress)
         if run is None:
             return
+        if first_non_finite(state) is not None:  # the last finite checkpoint stays
+            raise Diverged(progress.step)
         save_checkpoint(run.checkpoint, state)
         if epoch_end:
             rundir.write_history(run, progress.history)

@@ -118,10 +118,10 @@ def score_text(history: list[dict]) -> dict:
 
 
 class Diverged(PretextError):
-    """The loss became NaN or infinite; `step` (1-based) is the first such step."""
+    """The loss, or a weight, became NaN or infinite; `step` (1-based) is where it was seen."""
 
     def __init__(self, step: int) -> None:
-        super().__init__(f"the loss became NaN or infinite at step {step}; stopped")
+        super().__init__(f"the loss or the weights became NaN or infinite at step {step}; stopped")
         self.step = step
 
 

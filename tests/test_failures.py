@@ -1,0 +1,114 @@
+"""Failures at the edges: SIGTERM, a write that fails, non-finite weights, a log that lags the
+checkpoint."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from conftest import make_idx_set
+
+from pretext import PretextError
+from pretext.checkpoint import first_non_finite, load_checkpoint, save_checkpoint, write_json
+from pretext.config import PretrainConfig
+from pretext.rundir import load_encoder
+from pretext.train import pretrain
+
+
+def test_sigterm_stops_like_an_interrupt_with_a_message(tmp_path):
+    data = make_idx_set(tmp_path / "data", n_train=800)
+    out = tmp_path / "run"
+    command = [
+        sys.executable,
+        "-m",
+        "pretext",
+        "pretrain",
+        "--data-dir",
+        str(data),
+        "--out",
+        str(out),
+        "--epochs",
+        "50",
+        "--batch-size",
+        "8",
+        "--threads",
+        "1",
+    ]
+    env = {**os.environ, "PRETEXT_NO_DOWNLOAD": "1"}
+    proc = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.time() + 120
+    while not (out / "checkpoints" / "last.pt").exists() and time.time() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143
+    assert "pretext: terminated; what was finished is kept" in err and "Traceback" not in err
+    assert load_checkpoint(out / "checkpoints" / "last.pt")["step"] > 0
+
+
+def test_a_failed_write_leaves_no_temporary_file_and_names_the_file(tmp_path, monkeypatch):
+    path = tmp_path / "metrics.json"
+    real_fsync = os.fsync
+
+    def full_disk(fd):
+        if os.fstat(fd).st_size:  # the data file, not the folder
+            raise OSError(28, "No space left on device")
+        return real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    with pytest.raises(OSError, match=f"cannot write {path}: No space left"):
+        write_json(path, {"a": 1})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_first_non_finite_names_the_tensor():
+    state = {"model": {"w": torch.ones(2), "n": torch.tensor([3])}, "opt": [torch.zeros(1)]}
+    assert first_non_finite(state) is None
+    state["opt"].append(torch.tensor([1.0, float("inf")]))
+    assert first_non_finite(state) == "opt.1"
+
+
+def test_weights_that_diverge_keep_the_last_finite_checkpoint(tiny_data, tmp_path):
+    out = tmp_path / "run"
+    cfg = PretrainConfig(
+        data_dir=str(tiny_data),
+        out=str(out),
+        epochs=3,
+        batch_size=16,
+        threads=1,
+        encoder="cnn-bn",
+        optimizer="sgd",
+        lr=1e6,
+    )
+    with pytest.raises(PretextError, match="NaN or infinite at step"):
+        pretrain(cfg)
+    checkpoint = out / "checkpoints" / "last.pt"
+    if checkpoint.exists():  # whatever was kept is finite
+        assert first_non_finite(load_checkpoint(checkpoint)) is None
+
+
+def test_a_non_finite_encoder_is_refused_by_every_loader(pretrained_run):
+    path = pretrained_run / "checkpoints" / "last.pt"
+    state = load_checkpoint(path)
+    name = next(iter(state["encoder"]))
+    state["encoder"][name] = torch.full_like(state["encoder"][name], float("nan"))
+    save_checkpoint(path, state)
+    with pytest.raises(PretextError, match=f"NaN or infinite values \\({name}\\)"):
+        load_encoder(pretrained_run)
+
+
+def test_resume_rewrites_a_log_that_lags_the_checkpoint(tiny_data, tmp_path):
+    out = tmp_path / "run"
+    cfg = PretrainConfig(data_dir=str(tiny_data), out=str(out), epochs=2, batch_size=16, threads=1)
+    pretrain(cfg)
+    history = out / "metrics.jsonl"
+    rows = history.read_text().splitlines()
+    history.write_text(rows[0] + "\n")  # killed after the checkpoint, before the log
+    pretrain(PretrainConfig(**{**cfg.__dict__, "epochs": 3, "resume": True}))
+    assert [json.loads(r)["epoch"] for r in history.read_text().splitlines()] == [1, 2, 3]
