@@ -112,3 +112,38 @@ def test_resume_rewrites_a_log_that_lags_the_checkpoint(tiny_data, tmp_path):
     history.write_text(rows[0] + "\n")  # killed after the checkpoint, before the log
     pretrain(PretrainConfig(**{**cfg.__dict__, "epochs": 3, "resume": True}))
     assert [json.loads(r)["epoch"] for r in history.read_text().splitlines()] == [1, 2, 3]
+
+
+def test_a_second_writer_is_refused_and_a_dead_writers_lock_is_taken_over(tmp_path):
+    data = make_idx_set(tmp_path / "data", n_train=800)
+    out = tmp_path / "run"
+    command = [
+        sys.executable,
+        "-m",
+        "pretext",
+        "pretrain",
+        "--data-dir",
+        str(data),
+        "--out",
+        str(out),
+        "--epochs",
+        "50",
+        "--batch-size",
+        "8",
+        "--threads",
+        "1",
+    ]
+    env = {**os.environ, "PRETEXT_NO_DOWNLOAD": "1"}
+    first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (out / "checkpoints" / "last.pt").exists() and time.time() < deadline:
+        time.sleep(0.01)
+    second = subprocess.run([*command, "--resume"], env=env, capture_output=True, text=True)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    assert second.returncode == 2
+    assert f"being written by another pretext process (pid {first.pid})" in second.stderr
+    shorter = [*command[:-6], "--epochs", "2", "--batch-size", "8", "--threads", "1"]
+    again = subprocess.run([*shorter, "--resume"], env=env, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr  # the killed writer's lock is free
+    assert not (out / ".pretext.lock").exists()

@@ -7,8 +7,12 @@ merges its results into metrics.json. Other modules ask a `RunDir` for a path; n
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
 import shutil
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -56,6 +60,7 @@ class RunDir:
     checkpoint = property(lambda self: self.root / "checkpoints" / "last.pt")  # pretraining
     clusters_checkpoint = property(lambda self: self.root / "checkpoints" / "clusters.pt")
     index = property(lambda self: self.root / "index")  # `pretext embed`'s default
+    lock = property(lambda self: self.root / ".pretext.lock")  # held by the command writing
 
     def finetune_checkpoint(self, from_scratch: bool) -> Path:
         return self.checkpoints / ("scratch.pt" if from_scratch else "finetune.pt")
@@ -123,7 +128,7 @@ def prepare(out: str | Path, resume: bool, overwrite: bool) -> RunDir:
         return run
     if run.root.exists() and not run.root.is_dir():
         raise PretextError(f"--out {run.root} exists and is not a folder")
-    if run.root.is_dir() and any(run.root.iterdir()):
+    if run.root.is_dir() and any(path != run.lock for path in run.root.iterdir()):
         if not overwrite:
             raise PretextError(
                 f"--out {run.root} already holds files: pass --resume to continue or --overwrite"
@@ -135,6 +140,58 @@ def prepare(out: str | Path, resume: bool, overwrite: bool) -> RunDir:
                 earlier.unlink()
     run.root.mkdir(parents=True, exist_ok=True)
     return run
+
+
+@contextlib.contextmanager
+def writer_lock(run_dir: str | Path | None, create: bool = False) -> Iterator[None]:
+    """Held by a command for as long as it writes into `run_dir`: a second writer is refused in
+    one line naming the holder's process id. The lock is the OS's (flock), so a killed holder's
+    lock is free again; the file goes when its holder is done. `create` makes the folder (for
+    pretraining); otherwise a missing folder is left for the command to refuse. Under torchrun
+    rank 0 holds it for all ranks."""
+    run = RunDir(run_dir) if run_dir is not None else None
+    if run is None or os.environ.get("RANK", "0") != "0" or not (create or run.root.is_dir()):
+        yield
+        return
+    if run.root.exists() and not run.root.is_dir():
+        raise PretextError(f"--out {run.root} exists and is not a folder")
+    made = not run.root.exists()
+    run.root.mkdir(parents=True, exist_ok=True)
+    handle = take_lock(run)
+    try:
+        yield
+    finally:
+        run.lock.unlink(missing_ok=True)
+        handle.close()
+        if made and not any(run.root.iterdir()):  # a command refused before writing anything
+            run.root.rmdir()
+
+
+def take_lock(run: RunDir):
+    """The open, locked lock file of `run`, with this process's id in it."""
+    while True:
+        handle = open(run.lock, "a+")  # noqa: SIM115 (held open while the command runs)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            handle.close()
+            raise PretextError(
+                f"{run.root} is being written by another pretext process (pid {holder}); "
+                "wait for it to finish, or give another --out"
+            ) from None
+        try:  # the file may have been removed by its last holder between open and flock
+            same = os.fstat(handle.fileno()).st_ino == os.stat(run.lock).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"{os.getpid()}\n")
+            handle.flush()
+            return handle
+        handle.close()
 
 
 def read_config(run_dir: str | Path) -> dict:

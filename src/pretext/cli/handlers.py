@@ -13,11 +13,15 @@ from pretext.errors import PretextError
 
 
 def cmd_pretrain(args) -> None:
-    commands.pretrain(run_config(args).pretrain)
+    cfg = run_config(args).pretrain
+    with rundir.writer_lock(cfg.out, create=True):
+        commands.pretrain(cfg)
 
 
 def cmd_run(args) -> None:
-    commands.run(run_config(args))
+    cfg = run_config(args)
+    with rundir.writer_lock(cfg.pretrain.out, create=True):
+        commands.run(cfg)
 
 
 def cmd_finetune(args) -> None:
@@ -30,6 +34,11 @@ def cmd_finetune(args) -> None:
         "seed": args.seed,
     }
     seed = 0 if args.seed is None else args.seed
+    with rundir.writer_lock(args.out):
+        run_finetune(args, changes, seed)
+
+
+def run_finetune(args, changes: dict, seed: int) -> None:
     commands.finetune_command(
         args.out,
         args.dataset,
@@ -47,7 +56,10 @@ def cmd_finetune(args) -> None:
 
 
 def cmd_evaluate(args) -> None:
-    commands.evaluate_command(args.out, args.dataset, args.data_dir, device=args.device or "auto")
+    with rundir.writer_lock(args.out):
+        commands.evaluate_command(
+            args.out, args.dataset, args.data_dir, device=args.device or "auto"
+        )
 
 
 def cmd_study(args) -> None:
@@ -74,9 +86,12 @@ def cmd_study(args) -> None:
     )
     run_dir = args.checkpoint or args.out
     if args.checkpoint is None and not rundir.has_checkpoint(run_dir):
-        pretrain_then_study(run_config(args), labels, args.seeds, **study)
+        cfg = run_config(args)
+        with rundir.writer_lock(cfg.pretrain.out, create=True):
+            pretrain_then_study(cfg, labels, args.seeds, **study)
     else:
-        commands.study_command(run_dir, labels, args.seeds, **study)
+        with rundir.writer_lock(args.study_out or run_dir):
+            commands.study_command(run_dir, labels, args.seeds, **study)
 
 
 def cmd_cluster(args) -> None:
@@ -90,15 +105,17 @@ def cmd_cluster(args) -> None:
         entropy_weight=args.entropy_weight,
         seed=args.seed,
     )
-    commands.cluster_command(
-        args.out, cfg, args.dataset, args.data_dir, args.device or "auto", args.limit_train
-    )
+    with rundir.writer_lock(args.out):
+        commands.cluster_command(
+            args.out, cfg, args.dataset, args.data_dir, args.device or "auto", args.limit_train
+        )
 
 
 def cmd_embed(args) -> None:
-    path = commands.embed_command(
-        args.out, args.split, args.index_dir, args.dataset, args.data_dir, args.device or "auto"
-    )
+    with rundir.writer_lock(args.out):
+        path = commands.embed_command(
+            args.out, args.split, args.index_dir, args.dataset, args.data_dir, args.device or "auto"
+        )
     print(f"wrote {path}")
 
 
@@ -107,7 +124,8 @@ def cmd_search(args) -> None:
 
 
 def cmd_export(args) -> None:
-    print(f"wrote {commands.export_command(args.run_dir, args.format, args.file)}")
+    with rundir.writer_lock(args.run_dir):
+        print(f"wrote {commands.export_command(args.run_dir, args.format, args.file)}")
 
 
 def cmd_compare(args) -> None:
@@ -115,7 +133,8 @@ def cmd_compare(args) -> None:
 
 
 def cmd_report(args) -> None:
-    print(f"wrote {commands.report_command(args.run_dir)}")
+    with rundir.writer_lock(args.run_dir):
+        print(f"wrote {commands.report_command(args.run_dir)}")
 
 
 def cmd_augment(args) -> None:
