@@ -32,16 +32,24 @@ def class_folders(path: Path) -> list[str]:
     return sorted(p.name for p in path.iterdir() if p.is_dir() and p.name not in ("train", "test"))
 
 
-def load_folder(
-    path: Path, split: str, skip_bad: bool = True, image_size: int | None = None
-) -> ImageSet:
-    """Class sub-folders give labels (sorted names); a flat folder of images is unlabelled.
-    With image_size, each image's shorter side is scaled to it and the centre square kept (no
-    stretching); without, every image is resized to the first one's size."""
+# Larger images are bad files, not a traceback (PIL refuses twice its own limit as a bomb).
+MAX_PIXELS = 16384 * 16384
+GRAY_MODES = ("1", "L", "LA", "I", "I;16", "F")
+BAD_IMAGE = (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError)
+
+
+def split_folder(path: Path, split: str) -> Path:
+    """The folder of `split`: `path/split` when there is one; a folder without splits is its
+    own training split only."""
     if (path / split).is_dir():
-        path = path / split
-    elif split != "train":
+        return path / split
+    if split != "train":
         raise PretextError(f"{path} has no '{split}' sub-folder")
+    return path
+
+
+def folder_entries(path: Path) -> tuple[list[tuple[Path, int]], list[str]]:
+    """(file, label) of every file of a split's folder (label -1 when it has no classes)."""
     classes = class_folders(path)
     if classes:
         entries = [
@@ -52,25 +60,66 @@ def load_folder(
         ]
     else:
         entries = [(f, -1) for f in sorted(path.iterdir()) if f.is_file()]
-    arrays, labels, size, mode = [], [], None, None
+    return entries, classes
+
+
+def header(file: Path) -> tuple[str, tuple[int, int]]:
+    """An image file's mode and size, read without decoding it (bad files raise BAD_IMAGE)."""
+    with Image.open(file) as img:
+        if img.width * img.height > MAX_PIXELS:
+            raise ValueError(f"{img.width} x {img.height} pixels is over the limit of {MAX_PIXELS}")
+        return img.mode, img.size
+
+
+def folder_format(root: Path, image_size: int | None) -> str:
+    """The one mode of a folder data set, train and test alike: "RGB" if any image is in
+    colour, else "L". Without `image_size`, every image must have the same size: two that
+    differ are named (nothing is stretched to another file's size)."""
+    readable = []
+    for split in ("train", "test"):
+        folder = root / split if (root / split).is_dir() else root if split == "train" else None
+        for file, _ in folder_entries(folder)[0] if folder is not None else ():
+            try:
+                readable.append((file, *header(file)))
+            except BAD_IMAGE:
+                continue  # said when its split is read
+    colour = any(mode not in GRAY_MODES for _, mode, _ in readable)
+    if image_size is None and readable:
+        first, _, size = readable[0]
+        for file, _, other in readable:
+            if other != size:
+                raise PretextError(
+                    f"images of different sizes: {first} is {size[0]} x {size[1]}, {file} is "
+                    f"{other[0]} x {other[1]}; give --image-size N to scale each image's shorter "
+                    "side to N and keep its centre square"
+                )
+    return "RGB" if colour else "L"
+
+
+def load_folder(
+    path: Path, split: str, skip_bad: bool = True, image_size: int | None = None
+) -> ImageSet:
+    """Class sub-folders give labels (sorted names); a flat folder of images is unlabelled.
+    Channels and side are one decision for the whole set (`folder_format`). With image_size,
+    each image's shorter side is scaled to it and the centre square kept (no stretching)."""
+    folder = split_folder(path, split)
+    mode = folder_format(path, image_size)
+    entries, classes = folder_entries(folder)
+    arrays, labels = [], []
     for file, label in entries:
         try:
+            header(file)
             with Image.open(file) as img:
-                if mode is None:
-                    mode = "L" if img.mode in ("1", "L", "LA", "I", "I;16", "F") else "RGB"
-                    size = img.size
                 img = img.convert(mode)
-                arrays.append(
-                    np.asarray(centre_square(img, image_size) if image_size else img.resize(size))
-                )
+                arrays.append(np.asarray(centre_square(img, image_size) if image_size else img))
             labels.append(label)
-        except (UnidentifiedImageError, OSError, ValueError) as exc:
+        except BAD_IMAGE as exc:
             if not skip_bad:
                 raise PretextError(f"{file} is not a readable image ({exc})") from None
             if file.suffix.lower() in IMAGE_SUFFIXES or not file.name.startswith("."):
-                warnings.warn(f"skipping {file}: not a readable image", stacklevel=2)
+                warnings.warn(f"skipping {file}: not a readable image ({exc})", stacklevel=2)
     if not arrays:
-        raise PretextError(f"{path} holds no readable images")
-    images = to_nchw_uint8(np.stack(arrays), path)
+        raise PretextError(f"{folder} holds no readable images")
+    images = to_nchw_uint8(np.stack(arrays), folder)
     label_tensor = torch.tensor(labels, dtype=torch.int64) if classes else None
-    return ImageSet(images, label_tensor, path.name)
+    return ImageSet(images, label_tensor, folder.name)

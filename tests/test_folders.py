@@ -1,0 +1,55 @@
+"""A folder of images is one data set: one mode and one side for train and test alike, and a
+file that is too large or not an image is a bad file, never a traceback."""
+
+import struct
+import zlib
+
+import pytest
+from PIL import Image
+
+from pretext import PretextError
+from pretext.data import load_dataset
+
+
+def png_declaring(path, width, height):
+    """A tiny PNG whose header claims width x height pixels (a decompression bomb's shape)."""
+
+    def chunk(kind, data):
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b""))
+        + chunk(b"IEND", b"")
+    )
+
+
+def test_one_colour_image_makes_train_and_test_rgb(tmp_path):
+    for split, first in (("train", "a"), ("test", "b")):
+        (tmp_path / split / "x").mkdir(parents=True)
+        Image.new("L", (8, 8), 100).save(tmp_path / split / "x" / f"{first}.png")
+    Image.new("RGB", (8, 8), (250, 0, 0)).save(tmp_path / "train" / "x" / "z.png")
+    train, test = load_dataset(tmp_path, "train"), load_dataset(tmp_path, "test")
+    assert train.images.shape == (2, 3, 8, 8) and test.images.shape == (1, 3, 8, 8)
+    assert train.images[0].eq(100).all() and train.images[1, 0].eq(250).all()
+
+
+def test_mixed_sizes_without_image_size_are_refused_naming_two_files(tmp_path):
+    Image.new("L", (8, 8)).save(tmp_path / "a.png")
+    Image.new("L", (9, 8)).save(tmp_path / "b.png")
+    with pytest.raises(PretextError, match=r"a.png is 8 x 8, .*b.png is 9 x 8; give --image-size"):
+        load_dataset(tmp_path)
+    assert load_dataset(tmp_path, image_size=8).images.shape == (2, 1, 8, 8)
+
+
+def test_a_decompression_bomb_is_a_bad_file(tmp_path):
+    Image.new("L", (8, 8)).save(tmp_path / "a.png")
+    png_declaring(tmp_path / "bomb.png", 50_000, 50_000)
+    assert (tmp_path / "bomb.png").stat().st_size < 200
+    with pytest.warns(UserWarning, match="skipping .*bomb.png"):
+        assert len(load_dataset(tmp_path)) == 1
+    with pytest.raises(PretextError, match="bomb.png is not a readable image"):
+        load_dataset(tmp_path, skip_bad_files=False)
