@@ -4,7 +4,9 @@ file that is too large or not an image is a bad file, never a traceback."""
 import struct
 import zlib
 
+import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from pretext import PretextError
@@ -53,3 +55,50 @@ def test_a_decompression_bomb_is_a_bad_file(tmp_path):
         assert len(load_dataset(tmp_path)) == 1
     with pytest.raises(PretextError, match="bomb.png is not a readable image"):
         load_dataset(tmp_path, skip_bad_files=False)
+
+
+@pytest.mark.parametrize(
+    "arrays, message",
+    [
+        ({"images": np.zeros((2, 8, 8, 4), np.uint8)}, "C 1 or 3, got"),
+        ({"images": np.full((2, 8, 8), -0.5)}, r"float images must be in \[0, 1\]"),
+        ({"images": np.array([[[np.nan]]])}, "NaN or infinite"),
+        ({"images": np.zeros((2, 8, 8), np.uint8), "labels": np.array([1.0, 2.0])}, "integers"),
+        ({"images": np.zeros((2, 8, 8), np.uint8), "labels": np.array(["a", "b"])}, "integers"),
+        ({"images": np.zeros((2, 8, 8), np.uint8), "labels": np.zeros((2, 1), int)}, "1-D"),
+        ({"images": np.zeros((2, 8, 8), np.uint8), "labels": np.array([0, 10**6])}, "0..99999"),
+        ({"images": np.zeros((2, 8, 8), np.uint8), "labels": np.array([1, 2])}, "from 0"),
+    ],
+)
+def test_npz_values_are_checked(tmp_path, arrays, message):
+    np.savez(tmp_path / "set.npz", **arrays)
+    with pytest.raises(PretextError, match=message):
+        load_dataset(tmp_path / "set.npz")
+
+
+def test_npz_layouts_and_a_test_split_unlike_training(tmp_path):
+    last = np.random.default_rng(0).integers(0, 256, (2, 8, 8, 3), dtype=np.uint8)
+    np.savez(
+        tmp_path / "a.npz",
+        images=last,
+        labels=np.array([0, 1]),
+        test_images=last[:, :4],
+        test_labels=np.array([0, 1]),
+    )
+    assert torch.equal(
+        load_dataset(tmp_path / "a.npz").images, torch.from_numpy(last).permute(0, 3, 1, 2)
+    )
+    with pytest.raises(PretextError, match=r"test_images are \(3, 4, 8\).*\(3, 8, 8\)"):
+        load_dataset(tmp_path / "a.npz", "test")
+    np.savez(
+        tmp_path / "b.npz",
+        images=last / 255.0,
+        labels=np.array([0, 1]),
+        test_images=last,
+        test_labels=np.array([0, 2]),
+    )
+    assert torch.equal(
+        load_dataset(tmp_path / "b.npz").images[0, :, 0, 0], torch.from_numpy(last[0, 0, 0])
+    )
+    with pytest.raises(PretextError, match="test_labels reach 2, the training labels only 1"):
+        load_dataset(tmp_path / "b.npz", "test")

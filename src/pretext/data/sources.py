@@ -19,7 +19,7 @@ from sklearn.datasets import load_digits
 
 from pretext.data.folders import class_folders, load_folder
 from pretext.data.idx import read_idx_pair
-from pretext.data.imageset import ImageSet, to_nchw_uint8
+from pretext.data.imageset import ImageSet
 from pretext.errors import PretextError
 
 DATA_DIR_ENV = "PRETEXT_DATA_DIR"
@@ -195,22 +195,91 @@ def load_digits_set(split: str) -> ImageSet:
     return ImageSet(images[keep], labels[keep], "digits")
 
 
+MAX_CLASSES = 100_000  # labels beyond this are a mistake, not a data set
+
+
 def load_npz(path: Path, split: str) -> ImageSet:
-    """An .npz with `images` (and `labels`); its test split in `test_images` / `test_labels`."""
+    """An .npz with `images` (and `labels`); its test split in `test_images` / `test_labels`.
+    Images are N x H x W, N x H x W x C or N x C x H x W with C 1 or 3, uint8 (0-255) or float
+    in [0, 1]; labels 1-D integers from 0. The test split must match the training split's
+    image shape and classes. Anything else is one clear error."""
     prefix = "" if split == "train" else f"{split}_"
     try:
         with np.load(path, allow_pickle=False) as archive:
             if f"{prefix}images" not in archive:
                 raise PretextError(f"{path} has no '{prefix}images' array (has {sorted(archive)})")
-            images = np.asarray(archive[f"{prefix}images"])
+            images = npz_images(np.asarray(archive[f"{prefix}images"]), f"{path}: {prefix}images")
             labels = archive[f"{prefix}labels"] if f"{prefix}labels" in archive else None
+            labels = None if labels is None else npz_labels(labels, len(images), path, prefix)
+            if split != "train":
+                check_like_training(archive, images, labels, path, prefix)
     except (OSError, ValueError) as exc:
         raise PretextError(f"{path} is not a readable .npz file ({exc})") from None
-    return ImageSet(
-        to_nchw_uint8(images, path),
-        None if labels is None else torch.as_tensor(labels).long(),
-        path.name,
-    )
+    return ImageSet(images, labels, path.name)
+
+
+def npz_images(images: np.ndarray, where: str) -> torch.Tensor:
+    """An .npz's images as uint8 N x C x H x W, or a PretextError saying what is wrong."""
+    if images.dtype.kind not in "uif":
+        raise PretextError(f"{where} must hold numbers, not {images.dtype}")
+    if images.ndim == 3:
+        images = images[:, None]
+    elif images.ndim == 4 and images.shape[1] not in (1, 3) and images.shape[-1] in (1, 3):
+        images = images.transpose(0, 3, 1, 2)
+    if images.ndim != 4 or images.shape[1] not in (1, 3):
+        raise PretextError(
+            f"{where} must be N x H x W, N x H x W x C or N x C x H x W with C 1 or 3, "
+            f"got {images.shape}"
+        )
+    if images.dtype.kind == "f":
+        if not np.isfinite(images).all():
+            raise PretextError(f"{where} holds NaN or infinite values")
+        if images.size and (images.min() < 0 or images.max() > 1):
+            raise PretextError(
+                f"{where}: float images must be in [0, 1], found {images.min():g} to "
+                f"{images.max():g} (or give uint8 0-255)"
+            )
+        images = np.round(images * 255.0)
+    elif images.size and (images.min() < 0 or images.max() > 255):
+        raise PretextError(f"{where}: integer images must be in 0-255")
+    return torch.from_numpy(np.ascontiguousarray(images.astype(np.uint8)))
+
+
+def npz_labels(labels: np.ndarray, count: int, path: Path, prefix: str) -> torch.Tensor:
+    """An .npz's labels as int64, checked: 1-D integers, one per image, from 0 to MAX_CLASSES."""
+    where = f"{path}: {prefix}labels"
+    if labels.ndim != 1 or labels.dtype.kind not in "iu":
+        raise PretextError(
+            f"{where} must be a 1-D array of integers, got {labels.dtype} of shape {labels.shape}"
+        )
+    if len(labels) != count:
+        raise PretextError(f"{where}: {len(labels)} labels for {count} images")
+    if len(labels) and (labels.min() < 0 or labels.max() >= MAX_CLASSES):
+        raise PretextError(
+            f"{where} must be in 0..{MAX_CLASSES - 1}, found {labels.min()} to {labels.max()}"
+        )
+    if not prefix and len(labels) and labels.min() > 0:
+        raise PretextError(
+            f"{where} must number the classes from 0 (the smallest is {labels.min()})"
+        )
+    return torch.from_numpy(labels.astype(np.int64))
+
+
+def check_like_training(archive, images, labels, path: Path, prefix: str) -> None:
+    """A test split must have the training images' channels and side, and only its classes."""
+    train = npz_images(np.asarray(archive["images"][:1]), f"{path}: images")  # its shape
+    if images.shape[1:] != train.shape[1:]:
+        raise PretextError(
+            f"{path}: {prefix}images are {tuple(images.shape[1:])} (C x H x W), the training "
+            f"images {tuple(train.shape[1:])}"
+        )
+    if labels is not None and "labels" in archive:
+        classes = int(np.max(archive["labels"])) + 1
+        if len(labels) and int(labels.max()) >= classes:
+            raise PretextError(
+                f"{path}: {prefix}labels reach {int(labels.max())}, the training labels only "
+                f"{classes - 1}"
+            )
 
 
 def missing_test_split(name_or_path: str | Path) -> str | None:
