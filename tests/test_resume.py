@@ -230,8 +230,19 @@ def test_finetune_resume_matches_an_uninterrupted_run(tiny_data, tmp_path):
     )
     # Resuming with other labels or settings would mix two fine-tunes: refused, nothing touched.
     before = checkpoint.read_bytes()
-    with pytest.raises(PretextError, match="trained with labelled=64, not labelled=20"):
+    with pytest.raises(PretextError, match="trained with labelled=64, data=.*not labelled=20"):
         finetune_command(tmp_path / "stopped", **common, labels=20, resume=True)
+    with pytest.raises(PretextError, match="'limit_train': None.*'limit_train': 48"):
+        finetune_command(tmp_path / "stopped", **common, limit_train=48, resume=True)
+    with pytest.raises(PretextError, match="done 3 epochs, more than the 2 asked"):
+        finetune_command(
+            tmp_path / "straight",
+            **dict(common, cfg=FinetuneConfig(epochs=2, batch_size=16)),
+            resume=True,
+        )
+    (tmp_path / "fresh").mkdir()
+    with pytest.raises(PretextError, match="no fine-tuning checkpoint"):
+        finetune_command(tmp_path / "fresh", **common, resume=True)
     other = dict(common, cfg=FinetuneConfig(epochs=3, batch_size=16, lr=0.01))
     with pytest.raises(PretextError, match="lr=0.001, not lr=0.01"):
         finetune_command(tmp_path / "stopped", **other, resume=True)
@@ -258,3 +269,21 @@ def test_finetune_takes_its_defaults_from_the_run_and_resumes_from_its_checkpoin
     assert resumed["train_accuracy"][0] == first["train_accuracy"][0]
     settings = load_checkpoint(pretrained_run / "checkpoints" / "scratch.pt")["settings"]
     assert (settings["batch_size"], settings["lr"], settings["epochs"]) == (16, 0.002, 2)
+
+
+def test_pretrain_resume_refuses_fewer_epochs_and_restarts_a_run_without_checkpoint(
+    tiny_data, tmp_path
+):
+    out = tmp_path / "run"
+    cfg = PretrainConfig(data_dir=str(tiny_data), out=str(out), epochs=2, batch_size=16, threads=1)
+    pretrain(cfg)
+    config = (out / "config.json").read_text()
+    with pytest.raises(PretextError, match="--epochs 1: this run has finished 2 epochs"):
+        pretrain(replace(cfg, epochs=1, resume=True))
+    assert (out / "config.json").read_text() == config  # nothing rewritten
+    (out / "checkpoints" / "last.pt").unlink()  # killed before its first checkpoint
+    (out / "metrics.jsonl").unlink()
+    assert pretrain(replace(cfg, resume=True))["epochs"] == 2
+    assert losses(out) == [
+        row["loss"] for row in load_checkpoint(out / "checkpoints" / "last.pt")["history"]
+    ]

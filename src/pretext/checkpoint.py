@@ -149,14 +149,17 @@ def load_state_checked(module: torch.nn.Module, state: dict, what: str) -> None:
     module.load_state_dict(state)
 
 
-def check_same_training(saved: dict, now: dict, may_change: frozenset[str]) -> None:
+def check_same_training(
+    saved: dict, now: dict, may_change: frozenset[str], anew: str = "with --overwrite"
+) -> None:
     """--resume continues the training a checkpoint holds: refuse settings (`now`, against the
-    checkpoint's `saved` ones) that would make it another one; `may_change` lists the harmless."""
+    checkpoint's `saved` ones) that would make it another one; `may_change` lists the harmless;
+    `anew` says how to start over instead."""
     changed = [k for k, v in saved.items() if k in now and k not in may_change and now[k] != v]
     if changed:
         was = ", ".join(f"{key}={saved[key]!r}" for key in changed)
         asked = ", ".join(f"{key}={now[key]!r}" for key in changed)
         raise PretextError(
             f"--resume: this run was trained with {was}, not {asked}; leave those options out to "
-            "continue it as it was, or start anew with --overwrite"
+            f"continue it as it was, or start anew {anew}"
         )

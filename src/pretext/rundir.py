@@ -122,8 +122,8 @@ def prepare(out: str | Path, resume: bool, overwrite: bool) -> RunDir:
     """The run directory pretraining writes to. An earlier run there is refused unless told to
     resume it (its checkpoint must exist) or to overwrite it (pretext's files go, others stay)."""
     run = RunDir(out)
-    if resume:
-        if not run.checkpoint.is_file():
+    if resume:  # a run stopped before its first checkpoint starts again from its first step
+        if not run.checkpoint.is_file() and not run.config.is_file():
             raise PretextError(f"--resume: no checkpoint at {run.checkpoint}")
         return run
     if run.root.exists() and not run.root.is_dir():

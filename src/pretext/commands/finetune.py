@@ -4,6 +4,7 @@ the few-label comparison against the baseline."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import asdict, fields
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from pretext.config import (
     scratch_finetune,
 )
 from pretext.data import ImageSet, stratified_subset
+from pretext.data.sources import portable
 from pretext.errors import PretextError
 from pretext.evaluate import (
     accuracy,
@@ -110,14 +112,16 @@ def finetune_command(
             image_size or (run.image_size if run else None),
         )
     every, test = splits
-    train = (
-        every if labels is None else every.subset(stratified_subset(every.labels, labels, cfg.seed))
-    )
+    subset = None if labels is None else stratified_subset(every.labels, labels, cfg.seed)
+    train = every if subset is None else every.subset(subset)
+    data = labelled_data(dataset or (run.dataset if run else "mnist"), limit_train, every, subset)
     encoder = encoder or (run.encoder if run else "cnn")
     model = starting_encoder(run_dir, encoder, from_scratch, train.images, cfg.seed, dev)
     name = "scratch" if from_scratch else "finetune"
     saved = None if run_dir is None else rundir.RunDir(run_dir).finetune_checkpoint(from_scratch)
-    result = finetune(model, train, test, cfg, dev, log, name, checkpoint=saved, resume=resume)
+    if resume and (saved is None or not saved.is_file()):
+        raise PretextError(f"--resume: no fine-tuning checkpoint at {saved} to continue")
+    result = finetune(model, train, test, cfg, dev, log, name, saved, resume, data)
     classifier = result.pop("model")
     if self_train is not None:
         classifier = then_self_train(
@@ -132,6 +136,18 @@ def finetune_command(
         key = "finetune_scratch" if from_scratch else "finetune"
         rundir.update_metrics(run_dir, **{key: result})
     return result
+
+
+def labelled_data(dataset: str, limit_train, every: ImageSet, subset) -> dict:
+    """What defines a fine-tune's labelled images, as its checkpoint records it: the data set,
+    --limit-train, the number of training images and a hash of the labelled subset."""
+    chosen = "all" if subset is None else hashlib.sha256(subset.numpy().tobytes()).hexdigest()[:16]
+    return {
+        "dataset": portable(dataset),
+        "limit_train": limit_train,
+        "images": len(every),
+        "subset": chosen,
+    }
 
 
 def starting_encoder(

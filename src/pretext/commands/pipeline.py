@@ -48,7 +48,8 @@ def run(cfg: RunConfig, log=print) -> dict:
         out.root,
         cfg=replace(cfg.finetune, seed=pre.seed),
         device=pre.device,
-        resume=pre.resume,
+        limit_train=pre.limit_train,  # recorded: the splits are already cut
+        resume=pre.resume and out.finetune_checkpoint(False).is_file(),
         splits=splits,
         log=log,
     )

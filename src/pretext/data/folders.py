@@ -117,7 +117,8 @@ def load_folder(
             if not skip_bad:
                 raise PretextError(f"{file} is not a readable image ({exc})") from None
             if file.suffix.lower() in IMAGE_SUFFIXES or not file.name.startswith("."):
-                warnings.warn(f"skipping {file}: not a readable image ({exc})", stacklevel=2)
+                why = f" ({exc})" if isinstance(exc, ValueError) else ""  # a size: say which
+                warnings.warn(f"skipping {file}: not a readable image{why}", stacklevel=2)
     if not arrays:
         raise PretextError(f"{folder} holds no readable images")
     images = to_nchw_uint8(np.stack(arrays), folder)

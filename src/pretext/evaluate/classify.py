@@ -22,6 +22,7 @@ from pretext.checkpoint import (
 )
 from pretext.config import FinetuneConfig, LinearProbeConfig
 from pretext.data import ImageSet
+from pretext.errors import PretextError
 from pretext.loop import cosine_factor, descend, run_epochs, scheduled_lr, set_lr, steps_per_epoch
 from pretext.models import Classifier, seeded_linear
 
@@ -85,13 +86,15 @@ def finetune(
     label: str = "finetune",
     checkpoint: Path | None = None,
     resume: bool = False,
+    data: dict | None = None,
 ) -> dict:
     """Train encoder + Linear(embed, classes) end to end; train accuracy per epoch, then test.
 
     The encoder is copied, so the caller's stays as it was; the new linear layer is drawn from
     `cfg.seed`, so one seed gives one result whatever ran before. With `min_steps`, small label
     sets get more epochs so that every arm of a comparison takes the same number of steps. With
-    `checkpoint`, the state is saved after every epoch and `resume` continues from it exactly.
+    `checkpoint`, the state is saved after every epoch and `resume` continues from it exactly;
+    `data` (what defines the labelled images) is saved with it and must match on resume.
     """
     model = Classifier(copy.deepcopy(encoder), train.num_classes, seed=cfg.seed).to(device)
     encoder_params = list(model.encoder.parameters())
@@ -106,8 +109,10 @@ def finetune(
     images, labels = train.images.to(device), train.labels.to(device)
     started, train_accuracy, seconds_before = time.perf_counter(), [], 0.0
     settings = {**asdict(cfg), "labelled": len(train)}  # what a resumed fine-tune must share
+    if data is not None:
+        settings["data"] = data
     if resume and checkpoint is not None and checkpoint.is_file():
-        state = resumed_state(checkpoint, settings, model, optimizer, generator, device)
+        state = resumed_state(checkpoint, settings, epochs, model, optimizer, generator, device)
         train_accuracy, seconds_before = state["train_accuracy"], state["seconds"]
         log(f"resuming {label} after epoch {len(train_accuracy)}")
     correct = torch.zeros((), device=device, dtype=torch.int64)
@@ -154,11 +159,20 @@ def finetune(
     }
 
 
-def resumed_state(checkpoint: Path, settings: dict, model, optimizer, generator, device) -> dict:
+def resumed_state(
+    checkpoint: Path, settings: dict, epochs: int, model, optimizer, generator, device
+) -> dict:
     """A fine-tuning checkpoint taken back into `model`, `optimizer` and `generator`, after
-    checking it was trained with the same `settings` (only more epochs may differ)."""
+    checking it was trained with the same `settings` and has not done more than `epochs`."""
     state = load_checkpoint(checkpoint, device)
-    check_same_training(state.get("settings", {}), settings, frozenset({"epochs"}))
+    if len(state["train_accuracy"]) > epochs:
+        raise PretextError(
+            f"--resume: this fine-tune has done {len(state['train_accuracy'])} epochs, more "
+            f"than the {epochs} asked"
+        )
+    check_same_training(
+        state.get("settings", {}), settings, frozenset({"epochs"}), anew="without --resume"
+    )
     load_state_checked(model, state["classifier"], "classifier")
     optimizer.load_state_dict(state["optimizer"])
     generator.set_state(state["generator"])

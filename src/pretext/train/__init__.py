@@ -53,7 +53,7 @@ def pretrain(cfg: PretrainConfig, log=print) -> dict:
     run = rundir.prepare(cfg.out, cfg.resume, cfg.overwrite) if ctx.is_main else None
     distributed.barrier()
     progress = Progress()
-    if cfg.resume:
+    if cfg.resume and rundir.has_checkpoint(cfg.out):
         progress = restore(p, load_checkpoint(rundir.RunDir(cfg.out).checkpoint, device))
         epoch = progress.step // p.steps_per_epoch + 1
         log(f"resuming {cfg.out} at step {progress.step} (epoch {epoch})")

@@ -81,6 +81,11 @@ def restore(p: Pretraining, state: dict) -> Progress:
     saved = state.get("config", {})
     saved = {**saved, "dataset": portable(saved.get("dataset"))}  # older runs: as given
     check_same_training(saved, asdict(p.cfg), RESUMABLE_CHANGES)
+    done = len(state["history"])
+    if p.cfg.epochs < done:
+        raise PretextError(
+            f"--resume --epochs {p.cfg.epochs}: this run has finished {done} epochs already"
+        )
     load_state_checked(p.method, state["method"], f"{p.cfg.method} model")
     p.optimizer.load_state_dict(state["optimizer"])
     if len(state["rng"]["augment"]) != p.ctx.world_size:
