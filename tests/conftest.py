@@ -1,6 +1,7 @@
 import gzip
 import os
 import struct
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -68,3 +69,26 @@ def pretrained_run(tiny_data, tmp_path) -> Path:
         PretrainConfig(data_dir=str(tiny_data), out=str(out), epochs=1, batch_size=16, threads=1)
     )
     return out
+
+
+def pretrain_cli(data: Path, out: Path, *extra: str, epochs: int = 3) -> list[str]:
+    """`python -m pretext pretrain` on `data` into `out`, one thread, as a process runs it."""
+    return [
+        sys.executable,
+        "-m",
+        "pretext",
+        "pretrain",
+        "--data-dir",
+        str(data),
+        "--out",
+        str(out),
+        "--epochs",
+        str(epochs),
+        "--batch-size",
+        "8",
+        "--threads",
+        "1",
+        "--checkpoint-every",
+        "5",
+        *extra,
+    ]

@@ -10,7 +10,7 @@ import time
 
 import pytest
 import torch
-from conftest import make_idx_set
+from conftest import make_idx_set, pretrain_cli
 
 from pretext import PretextError
 from pretext.checkpoint import first_non_finite, load_checkpoint, save_checkpoint, write_json
@@ -18,38 +18,30 @@ from pretext.config import PretrainConfig
 from pretext.rundir import load_encoder
 from pretext.train import pretrain
 
+ENV = {**os.environ, "PRETEXT_NO_DOWNLOAD": "1"}
 
-def test_sigterm_stops_like_an_interrupt_with_a_message(tmp_path):
+
+def long_pretraining(tmp_path) -> tuple[list[str], subprocess.Popen]:
+    """`pretext pretrain` of 50 epochs as a process, once its first checkpoint is written."""
     data = make_idx_set(tmp_path / "data", n_train=800)
     out = tmp_path / "run"
-    command = [
-        sys.executable,
-        "-m",
-        "pretext",
-        "pretrain",
-        "--data-dir",
-        str(data),
-        "--out",
-        str(out),
-        "--epochs",
-        "50",
-        "--batch-size",
-        "8",
-        "--threads",
-        "1",
-    ]
-    env = {**os.environ, "PRETEXT_NO_DOWNLOAD": "1"}
+    command = pretrain_cli(data, out, epochs=50)
     proc = subprocess.Popen(
-        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        command, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )
     deadline = time.time() + 120
     while not (out / "checkpoints" / "last.pt").exists() and time.time() < deadline:
         time.sleep(0.01)
+    return command, proc
+
+
+def test_sigterm_stops_like_an_interrupt_with_a_message(tmp_path):
+    _, proc = long_pretraining(tmp_path)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 143
     assert "pretext: terminated; what was finished is kept" in err and "Traceback" not in err
-    assert load_checkpoint(out / "checkpoints" / "last.pt")["step"] > 0
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["step"] > 0
 
 
 def test_a_failed_write_leaves_no_temporary_file_and_names_the_file(tmp_path, monkeypatch):
@@ -115,35 +107,24 @@ def test_resume_rewrites_a_log_that_lags_the_checkpoint(tiny_data, tmp_path):
 
 
 def test_a_second_writer_is_refused_and_a_dead_writers_lock_is_taken_over(tmp_path):
-    data = make_idx_set(tmp_path / "data", n_train=800)
-    out = tmp_path / "run"
-    command = [
-        sys.executable,
-        "-m",
-        "pretext",
-        "pretrain",
-        "--data-dir",
-        str(data),
-        "--out",
-        str(out),
-        "--epochs",
-        "50",
-        "--batch-size",
-        "8",
-        "--threads",
-        "1",
-    ]
-    env = {**os.environ, "PRETEXT_NO_DOWNLOAD": "1"}
-    first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while not (out / "checkpoints" / "last.pt").exists() and time.time() < deadline:
-        time.sleep(0.01)
-    second = subprocess.run([*command, "--resume"], env=env, capture_output=True, text=True)
+    command, first = long_pretraining(tmp_path)
+    second = subprocess.run([*command, "--resume"], env=ENV, capture_output=True, text=True)
     first.send_signal(signal.SIGKILL)
-    first.wait()
+    first.communicate()
     assert second.returncode == 2
     assert f"being written by another pretext process (pid {first.pid})" in second.stderr
-    shorter = [*command[:-6], "--epochs", "2", "--batch-size", "8", "--threads", "1"]
-    again = subprocess.run([*shorter, "--resume"], env=env, capture_output=True, text=True)
+    out = tmp_path / "run"
+    report = [sys.executable, "-m", "pretext", "report", str(out)]  # another writer, quick
+    again = subprocess.run(report, env=ENV, capture_output=True, text=True)
     assert again.returncode == 0, again.stderr  # the killed writer's lock is free
     assert not (out / ".pretext.lock").exists()
+
+
+def test_a_resume_removes_what_a_killed_write_left(tiny_data, tmp_path):
+    out = tmp_path / "run"
+    cfg = PretrainConfig(data_dir=str(tiny_data), out=str(out), epochs=1, batch_size=16, threads=1)
+    pretrain(cfg)
+    left = out / "checkpoints" / ".last.pt.tmp-12345"
+    left.write_bytes(b"half a checkpoint")
+    pretrain(PretrainConfig(**{**cfg.__dict__, "epochs": 2, "resume": True}))
+    assert not left.exists()

@@ -2,42 +2,19 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import make_idx_set
+from conftest import make_idx_set, pretrain_cli
 
 from pretext import PretextError
 from pretext.checkpoint import load_checkpoint, write_json
 from pretext.config import PretrainConfig
 from pretext.rundir import load_encoder
 from pretext.train import pretrain
-
-
-def pretrain_cli(data: Path, out: Path, *extra: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "pretext",
-        "pretrain",
-        "--data-dir",
-        str(data),
-        "--out",
-        str(out),
-        "--epochs",
-        "3",
-        "--batch-size",
-        "8",
-        "--threads",
-        "1",
-        "--checkpoint-every",
-        "5",
-        *extra,
-    ]
 
 
 def assert_same_tensors(a, b, path="state"):

@@ -52,8 +52,9 @@ def test_prepare_refuses_an_earlier_run_and_overwrite_keeps_other_files(tmp_path
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(PretextError, match="already holds files"):
         rundir.prepare(tmp_path, resume=False, overwrite=False)
+    rundir.prepare(tmp_path, resume=True, overwrite=False)  # a run before its first checkpoint
     with pytest.raises(PretextError, match="no checkpoint"):
-        rundir.prepare(tmp_path, resume=True, overwrite=False)
+        rundir.prepare(tmp_path / "nothing", resume=True, overwrite=False)
     rundir.prepare(tmp_path, resume=False, overwrite=True)
     assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
 

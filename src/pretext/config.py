@@ -201,6 +201,15 @@ def validate(cfg: PretrainConfig) -> None:
         raise PretextError(f"--schedule must be cosine or constant, got {cfg.schedule!r}")
     if cfg.threads is not None and cfg.threads < 0:
         raise PretextError(f"--threads must be >= 1, got {cfg.threads}")
+    if cfg.image_size is not None and cfg.image_size < 8:
+        raise PretextError(f"--image-size must be at least 8, got {cfg.image_size}")
+    if cfg.limit_train is not None and cfg.limit_train < 1:
+        raise PretextError(f"--limit-train must be >= 1, got {cfg.limit_train}")
+    for name in ("projection_hidden", "projection_dim", "checkpoint_every", "knn_monitor"):
+        if (getattr(cfg, name) or 0) < 0:
+            raise PretextError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(cfg, name)}")
+    if not cfg.encoder or not cfg.dataset:
+        raise PretextError("--encoder and --dataset must not be empty")
 
 
 def check_finetune(cfg: FinetuneConfig, prefix: str = "") -> None:
@@ -242,17 +251,28 @@ def pretrain_config_from_file(path: str | Path) -> PretrainConfig:
         raise PretextError(f"--config {path} is not JSON ({exc})") from None
     if isinstance(data, dict) and isinstance(data.get("pretrain"), dict):
         data = data["pretrain"]
+    settings = checked_settings(data, f"--config {path}", unknown_ok=False)
+    return replace(
+        PretrainConfig(), **{k: v for k, v in settings.items() if k not in NOT_FROM_A_FILE}
+    )
+
+
+def checked_settings(data, where: str, unknown_ok: bool) -> dict:
+    """`data` as PretrainConfig fields, each of the field's type (one line naming the first
+    that is not); names it does not know are refused, or skipped with `unknown_ok` (a run
+    directory of another version)."""
     if not isinstance(data, dict):
-        raise PretextError(f"--config {path}: expected a JSON object of settings")
+        raise PretextError(f"{where}: expected a JSON object of settings")
     types = get_type_hints(PretrainConfig)
     unknown = sorted(set(data) - set(types))
-    if unknown:
-        raise PretextError(f"--config {path}: unknown settings {', '.join(unknown)}")
-    for name, value in data.items():
+    if unknown and not unknown_ok:
+        raise PretextError(f"{where}: unknown settings {', '.join(unknown)}")
+    known = {name: value for name, value in data.items() if name in types}
+    for name, value in known.items():
         allowed = get_args(types[name]) or (types[name],)
         if float in allowed:
             allowed = (*allowed, int)  # 1 for 1.0
         if isinstance(value, bool) and bool not in allowed or not isinstance(value, allowed):
             wanted = " or ".join("null" if t is type(None) else t.__name__ for t in allowed)
-            raise PretextError(f"--config {path}: {name} must be {wanted}, got {value!r}")
-    return PretrainConfig(**{k: v for k, v in data.items() if k not in NOT_FROM_A_FILE})
+            raise PretextError(f"{where}: {name} must be {wanted}, got {value!r}")
+    return known

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import os
-import sys
 
 import torch
 import torch.nn.functional as F
@@ -238,29 +236,23 @@ def imported_encoder(spec: str, in_channels: int, image_size: int) -> nn.Module:
     returns an nn.Module), called with whichever of `in_channels` and `image_size` it takes.
 
     The name is what the run directory records, so every command that rebuilds the encoder
-    (resuming, evaluation, the from-scratch baselines) builds the same architecture from it.
-    The current directory is searched too, as `python -m` would. Without an `embed_dim`
-    attribute, the embedding's size is measured on a blank batch and set."""
+    (resuming, evaluation, the from-scratch baselines) builds the same architecture from it,
+    when the user names it again. The module is found on Python's path only (PYTHONPATH, an
+    installed package), never implicitly in the current directory, which may be a run folder
+    from elsewhere. Without an `embed_dim` attribute, the embedding's size is measured."""
     module_name, _, attribute = spec.partition(":")
     if not module_name or not attribute:
         raise PretextError(f"encoder {spec!r}: write your own encoder as 'module:callable'")
-    here = os.getcwd()
-    added = here not in sys.path
-    if added:
-        sys.path.append(here)
     try:
         factory = getattr(importlib.import_module(module_name), attribute)
     except (ImportError, AttributeError) as err:
         hint = (
-            f" (run pretext in the folder that holds {module_name.split('.')[0]}, or add that "
-            "folder to PYTHONPATH)"
+            f" (add the folder that holds {module_name.split('.')[0]} to PYTHONPATH, e.g. "
+            "PYTHONPATH=. pretext ...)"
             if isinstance(err, ModuleNotFoundError)
             else ""
         )
         raise PretextError(f"cannot load encoder {spec!r}: {err}{hint}") from None
-    finally:
-        if added:
-            sys.path.remove(here)
     parameters = inspect.signature(factory).parameters
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
     offered = {"in_channels": in_channels, "image_size": image_size}

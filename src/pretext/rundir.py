@@ -13,7 +13,7 @@ import json
 import os
 import shutil
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -27,7 +27,7 @@ from pretext.checkpoint import (
     write_jsonl,
     write_text_atomic,
 )
-from pretext.config import PretrainConfig
+from pretext.config import PretrainConfig, checked_settings, validate
 from pretext.errors import PretextError
 from pretext.models import build_encoder
 
@@ -125,6 +125,7 @@ def prepare(out: str | Path, resume: bool, overwrite: bool) -> RunDir:
     if resume:  # a run stopped before its first checkpoint starts again from its first step
         if not run.checkpoint.is_file() and not run.config.is_file():
             raise PretextError(f"--resume: no checkpoint at {run.checkpoint}")
+        remove_stale_temporaries(run)
         return run
     if run.root.exists() and not run.root.is_dir():
         raise PretextError(f"--out {run.root} exists and is not a folder")
@@ -194,6 +195,14 @@ def take_lock(run: RunDir):
         handle.close()
 
 
+def remove_stale_temporaries(run: RunDir) -> None:
+    """The temporary files of writes that a killed process never finished (see
+    checkpoint.write_bytes_atomic): nothing reads them, and a resumed run leaves none behind."""
+    for folder in (run.root, run.checkpoints, run.index):
+        for path in folder.glob(".*.tmp-*") if folder.is_dir() else ():
+            path.unlink(missing_ok=True)
+
+
 def read_config(run_dir: str | Path) -> dict:
     """RUN_DIR/config.json as written; a folder without one is not a run (one clear error)."""
     if not is_run_dir(run_dir):
@@ -202,11 +211,30 @@ def read_config(run_dir: str | Path) -> dict:
 
 
 def pretrain_config(run_dir: str | Path) -> PretrainConfig:
-    """The pretraining settings a run recorded (names this version does not know are skipped)."""
+    """The pretraining settings a run recorded, read as data: each checked against the config's
+    type and range (one line naming the field otherwise); names this version does not know are
+    skipped. Nothing here imports code (see `encoder_of`)."""
     data = read_config(run_dir)
-    data = data.get("pretrain", data)
-    known = {f.name for f in fields(PretrainConfig)}
-    return PretrainConfig(**{k: v for k, v in data.items() if k in known})
+    where = str(RunDir(run_dir).config)
+    data = data.get("pretrain", data) if isinstance(data, dict) else data
+    cfg = PretrainConfig(**checked_settings(data, where, unknown_ok=True))
+    try:
+        validate(cfg)
+    except PretextError as exc:
+        raise PretextError(f"{where}: {exc}") from None
+    return cfg
+
+
+def encoder_of(cfg: PretrainConfig, named: str | None, where: str | Path) -> str:
+    """The encoder a run was trained with, to build again. A user's own (module:callable) is
+    code: it is imported only when the user names it again (`named`), never because a run
+    directory says so."""
+    if ":" in cfg.encoder and named != cfg.encoder:
+        raise PretextError(
+            f"{where} was trained with your own encoder {cfg.encoder!r}; a run directory never "
+            f"runs code by itself: name it again with --encoder {cfg.encoder} to import it"
+        )
+    return cfg.encoder
 
 
 def write_config(run: RunDir, cfg: PretrainConfig) -> None:
@@ -243,20 +271,24 @@ def write_summary(run: RunDir, summary: dict) -> None:
     write_json(run.summary, summary)
 
 
-def load_encoder(run_dir: str | Path, device: torch.device | str = "cpu") -> torch.nn.Module:
-    """The pretrained encoder of a run directory, from checkpoints/last.pt (weights only)."""
-    return load_encoder_and_input(run_dir, device)[0]
+def load_encoder(
+    run_dir: str | Path, device: torch.device | str = "cpu", named: str | None = None
+) -> torch.nn.Module:
+    """The pretrained encoder of a run directory, from checkpoints/last.pt (weights only);
+    `named`: the user's own encoder, named again (see `encoder_of`)."""
+    return load_encoder_and_input(run_dir, device, named)[0]
 
 
 def load_encoder_and_input(
-    run_dir: str | Path, device: torch.device | str = "cpu"
+    run_dir: str | Path, device: torch.device | str = "cpu", named: str | None = None
 ) -> tuple[torch.nn.Module, tuple[int, int]]:
     """The pretrained encoder of a run directory, and the (channels, side) of the square images
     it was pretrained on (what an export traces), from one read of its checkpoint."""
     cfg = pretrain_config(run_dir)
+    name = encoder_of(cfg, named, run_dir)
     state = load_checkpoint(RunDir(run_dir).checkpoint, device)
     channels, size = input_shape(state, cfg)
-    encoder = build_encoder(cfg.encoder, channels, size, seed=0)  # weights replaced: no draw
+    encoder = build_encoder(name, channels, size, seed=0)  # weights replaced: no draw
     load_state_checked(encoder, state["encoder"], "encoder")
     return encoder.to(device), (channels, size)
 

@@ -58,7 +58,11 @@ def run_finetune(args, changes: dict, seed: int) -> None:
 def cmd_evaluate(args) -> None:
     with rundir.writer_lock(args.out):
         commands.evaluate_command(
-            args.out, args.dataset, args.data_dir, device=args.device or "auto"
+            args.out,
+            args.dataset,
+            args.data_dir,
+            device=args.device or "auto",
+            encoder=args.encoder,
         )
 
 
@@ -83,6 +87,7 @@ def cmd_study(args) -> None:
         min_steps=args.min_steps,
         cluster=args.cluster,
         self_train=args.self_train,
+        encoder=args.encoder,
     )
     run_dir = args.checkpoint or args.out
     if args.checkpoint is None and not rundir.has_checkpoint(run_dir):
@@ -107,25 +112,40 @@ def cmd_cluster(args) -> None:
     )
     with rundir.writer_lock(args.out):
         commands.cluster_command(
-            args.out, cfg, args.dataset, args.data_dir, args.device or "auto", args.limit_train
+            args.out,
+            cfg,
+            args.dataset,
+            args.data_dir,
+            args.device or "auto",
+            args.limit_train,
+            encoder=args.encoder,
         )
 
 
 def cmd_embed(args) -> None:
     with rundir.writer_lock(args.out):
         path = commands.embed_command(
-            args.out, args.split, args.index_dir, args.dataset, args.data_dir, args.device or "auto"
+            args.out,
+            args.split,
+            args.index_dir,
+            args.dataset,
+            args.data_dir,
+            args.device or "auto",
+            encoder=args.encoder,
         )
     print(f"wrote {path}")
 
 
 def cmd_search(args) -> None:
-    commands.search_command(args.index_dir, args.query, args.k, args.png, args.device or "auto")
+    commands.search_command(
+        args.index_dir, args.query, args.k, args.png, args.device or "auto", encoder=args.encoder
+    )
 
 
 def cmd_export(args) -> None:
     with rundir.writer_lock(args.run_dir):
-        print(f"wrote {commands.export_command(args.run_dir, args.format, args.file)}")
+        path = commands.export_command(args.run_dir, args.format, args.file, args.encoder)
+        print(f"wrote {path}")
 
 
 def cmd_compare(args) -> None:

@@ -102,6 +102,14 @@ def add_pretrain_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_trusted_encoder(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--encoder",
+        help="the run's own encoder (module:callable), named again: a run directory never "
+        "imports code by itself",
+    )
+
+
 def add_finetune_options(p: argparse.ArgumentParser) -> None:
     for name, _, kind, text in FINETUNE_FLAGS:
         p.add_argument(flag(name), type=kind, help=text)
@@ -114,12 +122,17 @@ def starting_settings(args: argparse.Namespace) -> PretrainConfig | None:
     (pretraining then refuses options that would change the training it continues); with
     --config, the file's; None for the recipe's."""
     config = getattr(args, "config", None)
+    given = None
     if args.resume:
         if config:
             raise PretextError("--resume continues a run with its own settings: drop --config")
         out = args.out or f"runs/{args.dataset or 'mnist'}"
-        return rundir.pretrain_config(out) if rundir.is_run_dir(out) else None
-    return pretrain_config_from_file(config) if config else None
+        given = rundir.pretrain_config(out) if rundir.is_run_dir(out) else None
+    elif config:
+        given = pretrain_config_from_file(config)
+    if given is not None:  # settings from a file: its own encoder only when named again
+        rundir.encoder_of(given, args.encoder, config or "the run")
+    return given
 
 
 def run_config(args: argparse.Namespace) -> RunConfig:

@@ -6,7 +6,13 @@ import argparse
 
 from pretext import __version__
 from pretext.cli import handlers
-from pretext.cli.options import VIEWS, add_data_options, add_finetune_options, add_pretrain_options
+from pretext.cli.options import (
+    VIEWS,
+    add_data_options,
+    add_finetune_options,
+    add_pretrain_options,
+    add_trusted_encoder,
+)
 from pretext.commands.study import DEFAULT_LABELS
 
 
@@ -89,6 +95,7 @@ def add_evaluation_commands(sub) -> None:
     )
     add_data_options(p)
     p.add_argument("--out", required=True, help="run directory")
+    add_trusted_encoder(p)
     p.set_defaults(func=handlers.cmd_evaluate)
 
     p = sub.add_parser("study", help="few-label study: linear, fine-tune, kNN vs from scratch")
@@ -137,6 +144,7 @@ def add_unlabelled_commands(sub) -> None:
     p.add_argument("--lr", type=float, default=None, help="default 1e-3")
     p.add_argument("--entropy-weight", type=float, default=None, help="default 2.0")
     p.add_argument("--seed", type=int, default=None)
+    add_trusted_encoder(p)
     p.set_defaults(func=handlers.cmd_cluster)
 
     p = sub.add_parser("embed", help="write embeddings of a split (a search index)")
@@ -144,6 +152,7 @@ def add_unlabelled_commands(sub) -> None:
     p.add_argument("--out", required=True, help="run directory")
     p.add_argument("--split", default="train")
     p.add_argument("--index-dir", default=None, help="default RUN_DIR/index")
+    add_trusted_encoder(p)
     p.set_defaults(func=handlers.cmd_embed)
 
     p = sub.add_parser("search", help="nearest neighbours of a query in an index")
@@ -152,6 +161,7 @@ def add_unlabelled_commands(sub) -> None:
     p.add_argument("-k", type=int, default=10)
     p.add_argument("--png", default=None, help="where to write the strip of neighbours")
     p.add_argument("--device", default=None)
+    add_trusted_encoder(p)
     p.set_defaults(func=handlers.cmd_search)
 
 
@@ -161,6 +171,7 @@ def add_output_commands(sub) -> None:
     p.add_argument("run_dir")
     p.add_argument("--format", default="torchscript", help="torchscript or onnx")
     p.add_argument("--file", default=None, help="output file")
+    add_trusted_encoder(p)
     p.set_defaults(func=handlers.cmd_export)
 
     p = sub.add_parser("compare", help="several runs' settings and results side by side")

@@ -31,6 +31,7 @@ def cluster_command(
     data_dir: str | None = None,
     device: str = "auto",
     limit_train: int | None = None,
+    encoder: str | None = None,
     log=print,
 ) -> dict:
     """Group a run's training images into clusters -> clusters.npz (the cluster and confidence
@@ -51,7 +52,8 @@ def cluster_command(
     if cfg.neighbours >= len(train):
         raise PretextError(f"--neighbours {cfg.neighbours}: the data has {len(train)} images")
     started = time.perf_counter()
-    model = train_clusters(rundir.load_encoder(run_dir, dev), train.images, cfg, dev, log)
+    pretrained = rundir.load_encoder(run_dir, dev, named=encoder)
+    model = train_clusters(pretrained, train.images, cfg, dev, log)
     seconds = round(time.perf_counter() - started, 3)
     train_c, train_conf = assign_clusters(model, train.images, dev)
     sizes = torch.bincount(train_c, minlength=cfg.clusters).tolist()

@@ -17,27 +17,31 @@ FORMATS = ("torchscript", "onnx")
 
 
 def export_command(
-    run_dir: str | Path, fmt: str = "torchscript", out: str | Path | None = None
+    run_dir: str | Path,
+    fmt: str = "torchscript",
+    out: str | Path | None = None,
+    encoder: str | None = None,
 ) -> Path:
     """Write the run's encoder as `fmt` to `out` (default RUN_DIR/encoder.torchscript.pt or
-    RUN_DIR/encoder.onnx), and its description beside it (.json)."""
+    RUN_DIR/encoder.onnx), and its description beside it (.json). `encoder` names the user's
+    own encoder again (`rundir.encoder_of`)."""
     if fmt not in FORMATS:
         raise PretextError(f"--format must be torchscript or onnx, got {fmt!r}")
     pre = rundir.pretrain_config(run_dir)
-    encoder, (channels, size) = rundir.load_encoder_and_input(run_dir, "cpu")
-    encoder.eval()
+    model, (channels, size) = rundir.load_encoder_and_input(run_dir, "cpu", named=encoder)
+    model.eval()
     example = torch.zeros(2, channels, size, size)
     path = Path(out) if out is not None else rundir.RunDir(run_dir).export_file(fmt)
     if fmt == "torchscript":
-        write_torchscript(encoder, example, path)
+        write_torchscript(model, example, path)
     else:
-        write_onnx(encoder, example, path)
+        write_onnx(model, example, path)
     write_json(
         path.with_suffix(".json"),
         {
             "input": f"float N x {channels} x {size} x {size}",
             "normalise": normalisation(preset(pre.augment)),
-            "embed_dim": int(encoder.embed_dim),
+            "embed_dim": int(model.embed_dim),
             "encoder": pre.encoder,
         },
     )

@@ -115,7 +115,8 @@ def finetune_command(
     subset = None if labels is None else stratified_subset(every.labels, labels, cfg.seed)
     train = every if subset is None else every.subset(subset)
     data = labelled_data(dataset or (run.dataset if run else "mnist"), limit_train, every, subset)
-    encoder = encoder or (run.encoder if run else "cnn")
+    if encoder is None:
+        encoder = rundir.encoder_of(run, None, run_dir) if run else "cnn"
     model = starting_encoder(run_dir, encoder, from_scratch, train.images, cfg.seed, dev)
     name = "scratch" if from_scratch else "finetune"
     saved = None if run_dir is None else rundir.RunDir(run_dir).finetune_checkpoint(from_scratch)
@@ -161,7 +162,7 @@ def starting_encoder(
     """The encoder to fine-tune: the run's pretrained one, or a fresh one for `images`."""
     if from_scratch:
         return build_encoder(encoder, images.shape[1], images.shape[-1], seed=seed).to(device)
-    return rundir.load_encoder(run_dir, device)
+    return rundir.load_encoder(run_dir, device, named=encoder)
 
 
 def then_self_train(classifier, every, train, test, cfg, st_cfg, device, result, log):
@@ -193,10 +194,12 @@ def evaluate_command(
     cfg: RunConfig | None = None,
     device: str = "auto",
     splits: tuple[ImageSet, ImageSet] | None = None,
+    encoder: str | None = None,
     log=print,
 ) -> dict:
     """Linear probe, kNN, retrieval metrics and the few-label comparison of a run's saved encoder
-    -> metrics.json (and the pictures the report shows). `splits` skips loading them again."""
+    -> metrics.json (and the pictures the report shows). `splits` skips loading them again;
+    `encoder` names the user's own encoder again (`rundir.encoder_of`)."""
     pre = rundir.pretrain_config(run_dir)
     cfg = cfg or recipe(pre.recipe)
     dev = resolve_device(device)
@@ -205,7 +208,8 @@ def evaluate_command(
             dataset or pre.dataset, data_dir or pre.data_dir, pre.limit_train, pre.image_size
         )
     train, test = splits
-    encoder = rundir.load_encoder(run_dir, dev)
+    name = rundir.encoder_of(pre, encoder, run_dir)
+    encoder = rundir.load_encoder(run_dir, dev, named=name)
     eval_aug = preset(cfg.finetune.augment)
     train_x = extract_features(encoder, train.images, eval_aug, dev)
     test_x = extract_features(encoder, test.images, eval_aug, dev)
@@ -213,7 +217,7 @@ def evaluate_command(
     rundir.update_metrics(run_dir, **frozen)
     draw_run_pictures(rundir.RunDir(run_dir), test_x[:2000], test.labels[:2000], pre.seed)
     channels, size = train.images.shape[1], train.images.shape[-1]
-    scratch = build_encoder(pre.encoder, channels, size, seed=pre.seed + 1).to(dev)
+    scratch = build_encoder(name, channels, size, seed=pre.seed + 1).to(dev)
     labels = min(cfg.few_labels, len(train))
     few = few_label_comparison(
         encoder, scratch, train, test, labels, cfg.few_label_seeds, cfg.finetune, dev, log

@@ -51,9 +51,12 @@ def run(cfg: RunConfig, log=print) -> dict:
         limit_train=pre.limit_train,  # recorded: the splits are already cut
         resume=pre.resume and out.finetune_checkpoint(False).is_file(),
         splits=splits,
+        encoder=pre.encoder,  # the caller's own settings: a user encoder named in them is trusted
         log=log,
     )
-    metrics = evaluate_command(out.root, cfg=cfg, device=pre.device, splits=splits, log=log)
+    metrics = evaluate_command(
+        out.root, cfg=cfg, device=pre.device, splits=splits, encoder=pre.encoder, log=log
+    )
     augment_grid(
         pre.dataset,
         pre.data_dir,

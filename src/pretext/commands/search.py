@@ -30,6 +30,7 @@ def embed_command(
     dataset: str | None = None,
     data_dir: str | None = None,
     device: str = "auto",
+    encoder: str | None = None,
 ) -> Path:
     """Embeddings of a split (the search database) -> INDEX_DIR/embeddings.npz + index.json
     (INDEX_DIR: `out`, default RUN_DIR/index)."""
@@ -39,8 +40,8 @@ def embed_command(
     embeddings, meta = rundir.index_files(index_dir)
     dev = resolve_device(device)
     data = load_dataset(dataset, split, data_dir, image_size=pre.image_size)
-    encoder = rundir.load_encoder(run_dir, dev)
-    features = extract_features(encoder, data.images, preset(pre.augment), dev)
+    model = rundir.load_encoder(run_dir, dev, named=encoder)
+    features = extract_features(model, data.images, preset(pre.augment), dev)
     labels = data.labels.numpy() if data.labels is not None else np.full(len(data), -1)
     index_dir.mkdir(parents=True, exist_ok=True)
     write_npz(
@@ -81,6 +82,7 @@ def search_command(
     k: int = 10,
     out: str | Path | None = None,
     device: str = "auto",
+    encoder: str | None = None,
     log=print,
 ) -> list[dict]:
     """Nearest database images of a query (a test-set index or an image file), with a PNG strip."""
@@ -99,8 +101,8 @@ def search_command(
     else:
         image = read_query_image(Path(query), database.images.shape[1:])
         query_label = Path(query).name
-    encoder = rundir.load_encoder(meta["run_dir"], dev)
-    z = extract_features(encoder, image.unsqueeze(0), preset(pre.augment), dev).cpu()
+    model = rundir.load_encoder(meta["run_dir"], dev, named=encoder)
+    z = extract_features(model, image.unsqueeze(0), preset(pre.augment), dev).cpu()
     sims = F.normalize(bank.float(), dim=1) @ F.normalize(z, dim=1)[0]
     top = sims.topk(min(k, len(bank)))
     results = [

@@ -60,7 +60,7 @@ def pretrain_then_study(run_cfg: RunConfig, labels: tuple[int, ...], seeds: int 
         labels, seeds, study.get("self_train", 0), train.labels, study.get("min_steps")
     )
     pretrain(pre)
-    return study_command(pre.out, labels, seeds, **study)
+    return study_command(pre.out, labels, seeds, **{**study, "encoder": pre.encoder})
 
 
 def study_config(pre, labels, seeds, min_steps, cluster, self_train) -> StudyConfig:
@@ -91,13 +91,15 @@ def study_command(
     min_steps: int | None = None,
     cluster: bool = False,
     self_train: int = 0,
+    encoder: str | None = None,
     log=print,
 ) -> list[dict]:
     """Few-label study of a run's encoder -> study.json, study.md, study.png in `out` (default:
     the run directory). With `cluster`, also clusters found without labels and named by each
     labelled subset; with `self_train` passes, also both fine-tuned arms after self-training
     on all training images. Written after every label count: an interrupted study keeps the
-    counts it finished (study.md then says it is partial)."""
+    counts it finished (study.md then says it is partial). `encoder` names the user's own
+    encoder again (`rundir.encoder_of`)."""
     pre = rundir.pretrain_config(run_dir)
     cfg = study_config(pre, labels, seeds, min_steps, cluster, self_train)
     dev = resolve_device(device)
@@ -107,13 +109,14 @@ def study_command(
     check_study_request(labels, seeds, self_train, train.labels, min_steps)  # before any work
     # Counts beyond the data set mean all of it: one row for all, not one per count given.
     cfg = replace(cfg, labels=tuple(dict.fromkeys(min(n, len(train)) for n in cfg.labels)))
-    encoder = rundir.load_encoder(run_dir, dev)
+    name = rundir.encoder_of(pre, encoder, run_dir)
+    encoder = rundir.load_encoder(run_dir, dev, named=name)
     files = rundir.RunDir(out if out is not None else run_dir)
     protocol = finetune_protocol(cfg.finetune)
 
     def make_scratch(seed: int) -> torch.nn.Module:
         channels, size = train.images.shape[1], train.images.shape[-1]
-        return build_encoder(pre.encoder, channels, size, seed=10_000 + seed).to(dev)
+        return build_encoder(name, channels, size, seed=10_000 + seed).to(dev)
 
     def write_study(rows: list[dict]) -> None:
         finished = len({row["labels"] for row in rows})

@@ -88,14 +88,11 @@ def finetune(
     resume: bool = False,
     data: dict | None = None,
 ) -> dict:
-    """Train encoder + Linear(embed, classes) end to end; train accuracy per epoch, then test.
-
-    The encoder is copied, so the caller's stays as it was; the new linear layer is drawn from
-    `cfg.seed`, so one seed gives one result whatever ran before. With `min_steps`, small label
-    sets get more epochs so that every arm of a comparison takes the same number of steps. With
-    `checkpoint`, the state is saved after every epoch and `resume` continues from it exactly;
-    `data` (what defines the labelled images) is saved with it and must match on resume.
-    """
+    """Train a copy of the encoder + Linear(embed, classes), drawn from `cfg.seed`, end to end;
+    train accuracy per epoch, then test. With `min_steps`, small label sets get more epochs, so
+    every arm of a comparison takes the same steps. With `checkpoint`, the state is saved every
+    epoch and `resume` continues it exactly; `data` (what defines the labelled images) is saved
+    with it and must match on resume."""
     model = Classifier(copy.deepcopy(encoder), train.num_classes, seed=cfg.seed).to(device)
     encoder_params = list(model.encoder.parameters())
     anchors = [p.detach().clone() for p in encoder_params] if cfg.anchor else []
@@ -108,9 +105,8 @@ def finetune(
     generator = torch.Generator(device).manual_seed(cfg.seed)
     images, labels = train.images.to(device), train.labels.to(device)
     started, train_accuracy, seconds_before = time.perf_counter(), [], 0.0
-    settings = {**asdict(cfg), "labelled": len(train)}  # what a resumed fine-tune must share
-    if data is not None:
-        settings["data"] = data
+    # what a resumed fine-tune must share
+    settings = {**asdict(cfg), "labelled": len(train), **({"data": data} if data else {})}
     if resume and checkpoint is not None and checkpoint.is_file():
         state = resumed_state(checkpoint, settings, epochs, model, optimizer, generator, device)
         train_accuracy, seconds_before = state["train_accuracy"], state["seconds"]
