@@ -78,11 +78,22 @@ def test_weights_that_diverge_keep_the_last_finite_checkpoint(tiny_data, tmp_pat
         optimizer="sgd",
         lr=1e6,
     )
-    with pytest.raises(PretextError, match="NaN or infinite at step"):
+    with pytest.raises(PretextError, match="NaN or infinite at step") as caught:
         pretrain(cfg)
     checkpoint = out / "checkpoints" / "last.pt"
-    if checkpoint.exists():  # whatever was kept is finite
+    if checkpoint.exists():  # whatever was kept is finite, and the message says it was kept
         assert first_non_finite(load_checkpoint(checkpoint)) is None
+        assert "the last good checkpoint is kept" in str(caught.value)
+    else:
+        assert "no finite checkpoint was written" in str(caught.value)
+
+
+def test_adam_at_an_absurd_rate_stops_instead_of_finishing(tiny_data, tmp_path):
+    cfg = PretrainConfig(
+        data_dir=str(tiny_data), out=str(tmp_path / "run"), epochs=2, batch_size=16, lr=1e6
+    )
+    with pytest.raises(PretextError, match="NaN or infinite at step"):
+        pretrain(cfg)
 
 
 def test_a_non_finite_encoder_is_refused_by_every_loader(pretrained_run):

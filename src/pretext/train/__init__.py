@@ -70,10 +70,12 @@ def pretrain(cfg: PretrainConfig, log=print) -> dict:
         fit(p, progress, log, save=recorder(p, run), score=score)
     except Diverged as exc:
         checkpoint = rundir.RunDir(cfg.out).checkpoint
-        raise PretextError(
-            f"{exc}. The last good checkpoint is kept in {checkpoint} (try a lower --lr or a "
-            "higher --temperature)"
-        ) from None
+        kept = (
+            f"the last good checkpoint is kept in {checkpoint}"
+            if checkpoint.is_file()
+            else "no finite checkpoint was written"
+        )
+        raise PretextError(f"{exc}; {kept} (try a lower --lr or a higher --temperature)") from None
     return record(p, run, progress)
 
 

@@ -121,7 +121,7 @@ class Diverged(PretextError):
     """The loss, or a weight, became NaN or infinite; `step` (1-based) is where it was seen."""
 
     def __init__(self, step: int) -> None:
-        super().__init__(f"the loss or the weights became NaN or infinite at step {step}; stopped")
+        super().__init__(f"the loss or the weights became NaN or infinite at step {step}, stopped")
         self.step = step
 
 
