@@ -88,3 +88,15 @@ def test_cli_refuses_options_that_would_not_act(tiny_data, tmp_path, capsys, opt
     assert main(args) == 2
     assert message in capsys.readouterr().err
     assert not out.exists()  # refused before the run directory is made
+
+
+def test_epochs_given_are_the_epochs_trained(pretrained_run, tiny_data, capsys):
+    import json
+
+    common = ["finetune", "--out", str(pretrained_run), "--data-dir", str(tiny_data)]
+    metrics = pretrained_run / "metrics.json"
+    assert main([*common, "--labels", "20", "--epochs", "2"]) == 0  # the recipe's 1,500 steps
+    assert json.loads(metrics.read_text())["finetune"]["epochs"] == 2  # do not apply
+    assert main([*common, "--labels", "20", "--epochs", "1", "--min-steps", "6"]) == 0
+    assert json.loads(metrics.read_text())["finetune"]["epochs"] == 6  # 1 step an epoch
+    assert "finetune: 6 epochs, not 1, for at least 6 steps" in capsys.readouterr().out

@@ -29,7 +29,8 @@ def cmd_finetune(args) -> None:
         "epochs": args.epochs,
         "lr": args.lr,
         "batch_size": args.batch_size,
-        "min_steps": args.min_steps,
+        # epochs asked for are the epochs trained: no minimum of steps adds any
+        "min_steps": 0 if args.epochs is not None and args.min_steps is None else args.min_steps,
         "anchor": args.anchor,
         "seed": args.seed,
     }

@@ -153,6 +153,8 @@ def run_config(args: argparse.Namespace) -> RunConfig:
         **{name: getattr(args, name) for name, _ in PRETRAIN_SWITCHES},
     )
     changes = {field: getattr(args, name, None) for name, field, *_ in FINETUNE_FLAGS}
+    if changes["epochs"] is not None and changes["min_steps"] is None:
+        changes["min_steps"] = 0  # epochs asked for are the epochs trained
     ft = override(base.finetune, **changes, seed=pre.seed)
     return override(
         replace(base, pretrain=pre, finetune=ft),

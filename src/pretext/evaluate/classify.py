@@ -100,7 +100,7 @@ def finetune(
     aug = preset(finetune_views(cfg, len(train)))
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     per_epoch = steps_per_epoch(len(train), cfg.batch_size)
-    epochs = max(cfg.epochs, -(-cfg.min_steps // per_epoch))
+    epochs = finetune_epochs(cfg, per_epoch, label, log)
     total = epochs * per_epoch
     generator = torch.Generator(device).manual_seed(cfg.seed)
     images, labels = train.images.to(device), train.labels.to(device)
@@ -153,6 +153,15 @@ def finetune(
         "seconds": round(seconds_before + time.perf_counter() - started, 3),
         "model": model,
     }
+
+
+def finetune_epochs(cfg: FinetuneConfig, per_epoch: int, label: str, log) -> int:
+    """`cfg.epochs`, or more where a small label set needs them to reach `cfg.min_steps` (said
+    in one line before training)."""
+    epochs = max(cfg.epochs, -(-cfg.min_steps // per_epoch))
+    if epochs > cfg.epochs:
+        log(f"{label}: {epochs} epochs, not {cfg.epochs}, for at least {cfg.min_steps} steps")
+    return epochs
 
 
 def resumed_state(
