@@ -26,7 +26,7 @@ PRETRAIN_FLAGS = (
         "(an nn.Module class or factory; it may take in_channels and image_size)",
     ),
     ("augment", str, f"views for pretraining: {VIEWS} (default: default)"),
-    ("image_size", int, "resize every image to N x N (default: as stored)"),
+    ("image_size", int, "scale each image's shorter side to N, keep the centre square"),
     ("epochs", int, "default: the recipe's (40; seed 10)"),
     ("batch_size", int, "default: the recipe's (256; seed 32)"),
     ("lr", float, "default: the recipe's (2e-3; seed 1e-4)"),
