@@ -1,0 +1,125 @@
+"""Colour operations on a batch of float images (N x C x H x W in [0, 1]) with one factor per
+image (a tensor of shape N), so a batch's views draw their colours in one pass on its device.
+
+Each op follows the definition of torchvision's `transforms.v2.functional` op of the same name
+(grayscale weights 0.2989 / 0.587 / 0.114, blending clamped to [0, 1], hue through HSV);
+one-channel images are left as they are by the ops that need colour.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+GRAY_WEIGHTS = (0.2989, 0.587, 0.114)
+
+
+def per_image(factor: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:
+    """`factor` (a number or N values) shaped to broadcast over N x C x H x W."""
+    factor = torch.as_tensor(factor, dtype=x.dtype, device=x.device)
+    return factor.reshape(-1, 1, 1, 1) if factor.dim() else factor
+
+
+def blend(x: torch.Tensor, other: torch.Tensor, factor: torch.Tensor | float) -> torch.Tensor:
+    """factor * x + (1 - factor) * other, clamped to [0, 1]."""
+    f = per_image(factor, x)
+    return (f * x + (1 - f) * other).clamp(0, 1)
+
+
+def rgb_to_grayscale(x: torch.Tensor, channels: int = 3) -> torch.Tensor:
+    """The luma of RGB images, repeated over `channels` (1 or 3); one-channel images as given."""
+    if x.shape[-3] == 1:
+        return x if channels == 1 else x.expand(*x.shape[:-3], channels, *x.shape[-2:])
+    r, g, b = x.unbind(-3)
+    gray = (GRAY_WEIGHTS[0] * r + GRAY_WEIGHTS[1] * g + GRAY_WEIGHTS[2] * b).unsqueeze(-3)
+    return gray.expand(*x.shape[:-3], channels, *x.shape[-2:])
+
+
+def adjust_brightness(x: torch.Tensor, factor: torch.Tensor | float) -> torch.Tensor:
+    return blend(x, torch.zeros_like(x), factor)
+
+
+def adjust_contrast(x: torch.Tensor, factor: torch.Tensor | float) -> torch.Tensor:
+    """Blend with each image's mean luma."""
+    mean = rgb_to_grayscale(x, 1).mean(dim=(-3, -2, -1), keepdim=True)
+    return blend(x, mean, factor)
+
+
+def adjust_saturation(x: torch.Tensor, factor: torch.Tensor | float) -> torch.Tensor:
+    """Blend with the image's own grayscale (one-channel images as given)."""
+    if x.shape[-3] == 1:
+        return x
+    return blend(x, rgb_to_grayscale(x, 3), factor)
+
+
+def solarize(x: torch.Tensor, threshold: torch.Tensor | float) -> torch.Tensor:
+    """1 - x where x >= threshold."""
+    return torch.where(x >= per_image(threshold, x), 1 - x, x)
+
+
+def rgb_to_hsv(x: torch.Tensor) -> torch.Tensor:
+    """Hue in [0, 1), saturation and value of RGB images (N x 3 x H x W)."""
+    r, g, b = x.unbind(-3)
+    high, low = x.amax(-3), x.amin(-3)
+    spread = high - low
+    flat = spread == 0
+    s = spread / torch.where(flat, torch.ones_like(high), high)
+    divisor = torch.where(flat, torch.ones_like(spread), spread)
+    rc, gc, bc = ((high.unsqueeze(-3) - x) / divisor.unsqueeze(-3)).unbind(-3)
+    is_r = high == r
+    is_g = (high == g) & ~is_r
+    is_b = ~is_r & ~is_g
+    h = (bc - gc) * is_r + (2.0 + rc - bc) * is_g + (4.0 + gc - rc) * is_b
+    h = (h / 6.0 + 1.0).fmod(1.0)
+    return torch.stack((h, s, high), dim=-3)
+
+
+def hsv_to_rgb(x: torch.Tensor) -> torch.Tensor:
+    """RGB images from hue, saturation and value (the inverse of `rgb_to_hsv`)."""
+    h, s, v = x.unbind(-3)
+    h6 = h * 6
+    sector = torch.floor(h6)
+    f = h6 - sector
+    sector = sector.long().remainder(6)
+    p = (v * (1 - s)).clamp(0, 1)
+    q = (v * (1 - s * f)).clamp(0, 1)
+    t = (v * (1 - s * (1 - f))).clamp(0, 1)
+    candidates = torch.stack((v, p, q, t), dim=-3)  # N x 4 x H x W
+    # for each sector, which candidate is r, g and b
+    table = torch.tensor(
+        [[0, 2, 1, 1, 3, 0], [3, 0, 0, 2, 1, 1], [1, 1, 3, 0, 0, 2]], device=x.device
+    )
+    pick = table[:, sector].movedim(0, -3)  # N x 3 x H x W
+    return candidates.gather(-3, pick)
+
+
+def adjust_hue(x: torch.Tensor, shift: torch.Tensor | float) -> torch.Tensor:
+    """Rotate each image's hue by `shift` of a full turn, in [-0.5, 0.5]."""
+    if x.shape[-3] == 1:
+        return x
+    hsv = rgb_to_hsv(x)
+    h = (hsv[:, :1] + per_image(shift, x)).remainder(1.0)
+    return hsv_to_rgb(torch.cat([h, hsv[:, 1:]], dim=1))
+
+
+def blur_kernel_size(side: int) -> int:
+    """SimCLR's blur kernel: a tenth of the image's side, odd, at least 3."""
+    size = max(3, side // 10)
+    return size if size % 2 else size + 1
+
+
+def gaussian_blur(
+    x: torch.Tensor, sigma: torch.Tensor | float, kernel_size: int | None = None
+) -> torch.Tensor:
+    """Each image blurred with its own sigma: a separable Gaussian of `kernel_size` taps (by
+    default from the image's side), reflect-padded, as a grouped convolution over the batch."""
+    n, c, height, width = x.shape
+    k = kernel_size or blur_kernel_size(min(height, width))
+    sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).reshape(-1).expand(n)
+    offsets = torch.linspace(-(k - 1) / 2, (k - 1) / 2, k, dtype=x.dtype, device=x.device)
+    weights = torch.exp(-0.5 * (offsets / sigma[:, None]) ** 2)
+    weights = (weights / weights.sum(1, keepdim=True)).repeat_interleave(c, dim=0)  # N*C x k
+    flat = F.pad(x.reshape(1, n * c, height, width), (k // 2,) * 4, mode="reflect")
+    flat = F.conv2d(flat, weights[:, None, None, :], groups=n * c)
+    flat = F.conv2d(flat, weights[:, None, :, None], groups=n * c)
+    return flat.reshape(n, c, height, width)
