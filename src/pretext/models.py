@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pretext.errors import PretextError
+from pretext.resnet import RESNETS, resnet
 
 
 def building_a_graph() -> bool:
@@ -203,6 +204,7 @@ ENCODERS = {
     "cnn-wide": lambda channels: SmallCNN(channels, width=2),
     "convnet": lambda channels: ConvNet(channels),
 }
+ENCODER_NAMES = (*ENCODERS, *RESNETS)  # resnets take the image size too (for their stem)
 
 
 def build_encoder(
@@ -218,9 +220,11 @@ def build_encoder(
         return seeded(seed, lambda: build_encoder(name, in_channels, image_size))
     if ":" in name:
         return imported_encoder(name, in_channels, image_size)
+    if name in RESNETS:
+        return resnet(name, in_channels, image_size)
     if name not in ENCODERS:
         raise PretextError(
-            f"unknown encoder {name!r}: use one of {', '.join(ENCODERS)}, or your own as "
+            f"unknown encoder {name!r}: use one of {', '.join(ENCODER_NAMES)}, or your own as "
             "'module:callable'"
         )
     if name.startswith("cnn") and image_size != 28:

@@ -11,7 +11,7 @@ from pretext.augment import PRESETS
 from pretext.config import PretrainConfig, RunConfig, override, pretrain_config_from_file, recipe
 from pretext.errors import PretextError
 from pretext.methods import METHODS
-from pretext.models import ENCODERS
+from pretext.models import ENCODER_NAMES
 
 VIEWS = ", ".join(PRESETS)
 
@@ -22,7 +22,7 @@ PRETRAIN_FLAGS = (
     (
         "encoder",
         str,
-        f"{', '.join(ENCODERS)} (default cnn), or your own as module:callable "
+        f"{', '.join(ENCODER_NAMES)} (default cnn), or your own as module:callable "
         "(an nn.Module class or factory; it may take in_channels and image_size)",
     ),
     ("augment", str, f"views for pretraining: {VIEWS} (default: default)"),
