@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from sklearn.datasets import load_digits
 
+from pretext.data.colour_sets import COLOUR_SETS, load_colour_set
 from pretext.data.folders import class_folders, load_folder
 from pretext.data.idx import read_idx_pair
 from pretext.data.imageset import ImageSet
@@ -96,15 +97,19 @@ NAMED_SETS = {
 }
 
 
-def candidate_dirs(name: str, data_dir: str | Path | None) -> list[Path]:
-    """Folders searched for a named set, in order: option, environment, cache, system."""
+def data_roots(data_dir: str | Path | None) -> list[Path]:
+    """Data directories searched, in order: the option, the environment, the cache."""
     roots = []
     if data_dir is not None:
         roots.append(Path(data_dir).expanduser())
     if os.environ.get(DATA_DIR_ENV):
         roots.append(Path(os.environ[DATA_DIR_ENV]).expanduser())
-    roots.append(CACHE_DIR.expanduser())
-    dirs = [root / name for root in roots]
+    return [*roots, CACHE_DIR.expanduser()]
+
+
+def candidate_dirs(name: str, data_dir: str | Path | None) -> list[Path]:
+    """Folders searched for a named set, in order: option, environment, cache, system."""
+    dirs = [root / name for root in data_roots(data_dir)]
     dirs += [Path(d) for d in NAMED_SETS[name].system_dirs]
     return dirs
 
@@ -306,7 +311,7 @@ def missing_test_split(name_or_path: str | Path) -> str | None:
 def portable(name_or_path: str | None) -> str | None:
     """A data set's name as it is; a path (a folder, an .npz, a data directory) made absolute,
     so that what a run directory records means the same from any working directory."""
-    if name_or_path is None or name_or_path in NAMED_SETS or name_or_path == "digits":
+    if name_or_path is None or name_or_path in (*NAMED_SETS, *COLOUR_SETS, "digits"):
         return name_or_path
     path = Path(name_or_path).expanduser()
     return str(path.resolve()) if path.exists() else name_or_path
@@ -319,7 +324,8 @@ def load_dataset(
     skip_bad_files: bool = True,
     image_size: int | None = None,
 ) -> ImageSet:
-    """Load `mnist`, `fashion-mnist`, `digits`, a folder of images or an .npz file; with
+    """Load `mnist`, `fashion-mnist`, `cifar10`, `cifar100` (`cifar100-coarse`), `stl10`
+    (splits train, test, unlabeled), `digits`, a folder of images or an .npz file; with
     `image_size`, every image is resized to image_size x image_size (a folder's when read)."""
     if image_size is not None and image_size < 8:
         raise PretextError(f"--image-size must be at least 8, got {image_size}")
@@ -327,6 +333,8 @@ def load_dataset(
     path = Path(key).expanduser()
     if key in NAMED_SETS:
         data = load_named(key, split, data_dir)
+    elif key in COLOUR_SETS:
+        data = load_colour_set(key, split, data_roots(data_dir))
     elif key == "digits":
         data = load_digits_set(split)
     elif path.suffix == ".npz" and path.is_file():
@@ -338,7 +346,7 @@ def load_dataset(
     elif path.suffix == ".npz" or len(path.parts) > 1:  # meant as a path, not a name
         raise PretextError(f"{key}: no such file or folder")
     else:
-        known = ", ".join([*NAMED_SETS, "digits"])
+        known = ", ".join([*NAMED_SETS, *COLOUR_SETS, "digits"])
         raise PretextError(
             f"unknown data set {key!r}: use one of {known}, a folder of images, or an .npz file"
         )

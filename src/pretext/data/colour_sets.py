@@ -1,0 +1,117 @@
+"""CIFAR-10, CIFAR-100 and STL-10 from their binary distributions (never the python-pickle
+versions: unpickling runs code). Each is found under a data directory as its archive unpacks:
+
+- `cifar-10-batches-bin/data_batch_{1..5}.bin`, `test_batch.bin`: records of 1 label byte and
+  3,072 pixel bytes (1,024 red, then green, then blue, row by row, 32 x 32);
+- `cifar-100-binary/train.bin`, `test.bin`: records of a coarse and a fine label byte, then the
+  pixels as CIFAR-10's; the fine labels are the labels (`cifar100-coarse` gives the 20 coarse);
+- `stl10_binary/{train,test}_X.bin` with `{train,test}_y.bin` (labels 1-10, made 0-9), and
+  `unlabeled_X.bin`, the 100,000 unlabelled images (split `unlabeled`); each image is 3 x 96 x
+  96, every channel stored column by column.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pretext.data.imageset import ImageSet
+from pretext.errors import PretextError
+
+
+@dataclass(frozen=True)
+class ColourSet:
+    folder: str  # as the archive unpacks
+    splits: dict[str, tuple[str, ...]]  # split -> its image files
+    side: int
+    url: str  # where a user gets the archive
+
+
+COLOUR_SETS = {
+    "cifar10": ColourSet(
+        "cifar-10-batches-bin",
+        {"train": tuple(f"data_batch_{i}.bin" for i in range(1, 6)), "test": ("test_batch.bin",)},
+        32,
+        "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz",
+    ),
+    "cifar100": ColourSet(
+        "cifar-100-binary",
+        {"train": ("train.bin",), "test": ("test.bin",)},
+        32,
+        "https://www.cs.toronto.edu/~kriz/cifar-100-binary.tar.gz",
+    ),
+    "stl10": ColourSet(
+        "stl10_binary",
+        {"train": ("train_X.bin",), "test": ("test_X.bin",), "unlabeled": ("unlabeled_X.bin",)},
+        96,
+        "https://ai.stanford.edu/~acoates/stl10/stl10_binary.tar.gz",
+    ),
+}
+COLOUR_SETS["cifar100-coarse"] = COLOUR_SETS["cifar100"]
+
+
+def find_folder(name: str, roots: list[Path]) -> Path:
+    spec = COLOUR_SETS[name]
+    for root in roots:
+        if (root / spec.folder).is_dir():
+            return root / spec.folder
+    where = ", ".join(str(r) for r in roots) or "nowhere (no --data-dir)"
+    raise PretextError(
+        f"{name}: no {spec.folder}/ folder in {where}; unpack {spec.url} into one of them (or "
+        "pass --data-dir)"
+    )
+
+
+def read_bytes(path: Path) -> np.ndarray:
+    try:
+        return np.fromfile(path, dtype=np.uint8)
+    except OSError as exc:
+        raise PretextError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def cifar_records(path: Path, label_bytes: int) -> tuple[np.ndarray, np.ndarray]:
+    """(images N x 3 x 32 x 32, labels N x label_bytes) of a CIFAR binary file."""
+    raw = read_bytes(path)
+    record = label_bytes + 3 * 32 * 32
+    if raw.size == 0 or raw.size % record:
+        raise PretextError(
+            f"{path} is not a CIFAR binary file ({raw.size} bytes, records of {record})"
+        )
+    rows = raw.reshape(-1, record)
+    return rows[:, label_bytes:].reshape(-1, 3, 32, 32), rows[:, :label_bytes]
+
+
+def stl_images(path: Path) -> np.ndarray:
+    raw = read_bytes(path)
+    if raw.size == 0 or raw.size % (3 * 96 * 96):
+        raise PretextError(f"{path} is not an STL-10 image file ({raw.size} bytes)")
+    return raw.reshape(-1, 3, 96, 96).transpose(0, 1, 3, 2)  # columns first on disk
+
+
+def load_colour_set(name: str, split: str, roots: list[Path]) -> ImageSet:
+    """A named colour set's split as uint8 N x 3 x H x W images and int64 labels (None for
+    STL-10's unlabelled split)."""
+    spec = COLOUR_SETS[name]
+    if split not in spec.splits:
+        raise PretextError(f"{name} has no '{split}' split (it has {', '.join(spec.splits)})")
+    folder = find_folder(name, roots)
+    if name == "stl10":
+        images = np.concatenate([stl_images(folder / f) for f in spec.splits[split]])
+        labels = None
+        if split != "unlabeled":
+            labels = read_bytes(folder / f"{split}_y.bin").astype(np.int64) - 1
+            if len(labels) != len(images) or labels.min() < 0 or labels.max() > 9:
+                raise PretextError(
+                    f"{folder / f'{split}_y.bin'}: labels must be 1-10, one per image"
+                )
+    else:
+        label_bytes = 2 if name.startswith("cifar100") else 1
+        parts = [cifar_records(folder / f, label_bytes) for f in spec.splits[split]]
+        images = np.concatenate([p[0] for p in parts])
+        column = 0 if name == "cifar100-coarse" else label_bytes - 1  # coarse first, then fine
+        labels = np.concatenate([p[1][:, column] for p in parts]).astype(np.int64)
+    label_tensor = None if labels is None else torch.from_numpy(labels)
+    return ImageSet(torch.from_numpy(np.ascontiguousarray(images)), label_tensor, name)

@@ -1,0 +1,71 @@
+"""CIFAR-10, CIFAR-100 and STL-10 read from small files written in their binary formats, pixel
+for pixel (STL-10 stores each channel column by column)."""
+
+import numpy as np
+import pytest
+import torch
+
+from pretext import PretextError
+from pretext.data import load_dataset
+
+RNG = np.random.default_rng(0)
+
+
+def cifar_file(path, images, *label_columns):
+    """Records: the label bytes, then red, green and blue planes, row by row."""
+    rows = [np.concatenate([[*labels], image.reshape(-1)]) for *labels, image in
+            zip(*label_columns, images, strict=True)]  # fmt: skip
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.asarray(rows, dtype=np.uint8).tofile(path)
+
+
+def test_cifar10_reads_every_batch_pixel_for_pixel(tmp_path):
+    folder = tmp_path / "cifar-10-batches-bin"
+    batches = [RNG.integers(0, 256, (3, 3, 32, 32), dtype=np.uint8) for _ in range(6)]
+    labels = [RNG.integers(0, 10, 3) for _ in range(6)]
+    for i in range(5):
+        cifar_file(folder / f"data_batch_{i + 1}.bin", batches[i], labels[i])
+    cifar_file(folder / "test_batch.bin", batches[5], labels[5])
+    train = load_dataset("cifar10", "train", tmp_path)
+    assert torch.equal(train.images, torch.from_numpy(np.concatenate(batches[:5])))
+    assert train.labels.tolist() == np.concatenate(labels[:5]).tolist()
+    test = load_dataset("cifar10", "test", tmp_path)
+    assert test.images.shape == (3, 3, 32, 32) and torch.equal(
+        test.images[1, 2], torch.from_numpy(batches[5][1, 2])
+    )
+
+
+def test_cifar100_fine_labels_and_coarse_ones(tmp_path):
+    images = RNG.integers(0, 256, (4, 3, 32, 32), dtype=np.uint8)
+    coarse, fine = np.array([0, 19, 3, 7]), np.array([99, 0, 42, 5])
+    for split in ("train", "test"):
+        cifar_file(tmp_path / "cifar-100-binary" / f"{split}.bin", images, coarse, fine)
+    assert load_dataset("cifar100", "train", tmp_path).labels.tolist() == fine.tolist()
+    assert load_dataset("cifar100-coarse", "test", tmp_path).labels.tolist() == coarse.tolist()
+    assert torch.equal(load_dataset("cifar100", "train", tmp_path).images, torch.from_numpy(images))
+
+
+def test_stl10_is_column_major_with_labels_from_one_and_an_unlabelled_split(tmp_path):
+    folder = tmp_path / "stl10_binary"
+    folder.mkdir()
+    images = RNG.integers(0, 256, (2, 3, 96, 96), dtype=np.uint8)
+    images.transpose(0, 1, 3, 2).tofile(folder / "train_X.bin")  # each channel column by column
+    np.array([1, 10], dtype=np.uint8).tofile(folder / "train_y.bin")
+    images[:1].transpose(0, 1, 3, 2).tofile(folder / "unlabeled_X.bin")
+    train = load_dataset("stl10", "train", tmp_path)
+    assert torch.equal(train.images, torch.from_numpy(images)) and train.labels.tolist() == [0, 9]
+    unlabelled = load_dataset("stl10", "unlabeled", tmp_path)
+    assert unlabelled.labels is None and torch.equal(unlabelled.images[0], train.images[0])
+
+
+def test_missing_or_corrupt_files_are_one_line(tmp_path):
+    with pytest.raises(PretextError, match="no cifar-10-batches-bin/ folder .* unpack"):
+        load_dataset("cifar10", "train", tmp_path / "none")
+    (tmp_path / "cifar-100-binary").mkdir()
+    (tmp_path / "cifar-100-binary" / "train.bin").write_bytes(b"\x00" * 100)
+    with pytest.raises(PretextError, match="is not a CIFAR binary file"):
+        load_dataset("cifar100", "train", tmp_path)
+    with pytest.raises(PretextError, match="cannot read .*test.bin"):
+        load_dataset("cifar100", "test", tmp_path)
+    with pytest.raises(PretextError, match="has no 'unlabeled' split"):
+        load_dataset("cifar10", "unlabeled", tmp_path)
