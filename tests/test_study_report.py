@@ -223,3 +223,18 @@ def test_label_counts_beyond_the_data_are_one_row_for_all_of_it(pretrained_run):
     rows = study_command(pretrained_run, labels=(20, 100, 500), seeds=1, min_steps=1, log=print)
     assert sorted(row["labels"] for row in rows) == [20] * 4 + [64] * 4  # 4 methods each
     assert "Partial" not in (pretrained_run / "study.md").read_text()
+
+
+def test_the_report_opens_with_its_verdict():
+    from pretext.report.html import verdict
+
+    few = {"labels": 600, "seeds": 3, "pretrained": 0.9814, "scratch": 0.9781, "gain": 0.0033}
+    gained = verdict({"few_labels": {**few, "gain_low": 0.001, "gain_high": 0.006}})
+    assert gained.startswith("Pretraining gained +0.33 points at 600 labels: 98.14% fine-tuned")
+    assert "(95% interval +0.10 to +0.60, 3 seeds)" in gained
+    unclear = verdict({"few_labels": {**few, "gain_low": -0.0045, "gain_high": 0.0111}})
+    assert unclear.startswith("No measurable gain from pretraining at 600 labels")
+    assert "+0.33 points (95% interval -0.45 to +1.11, 3 seeds)" in unclear
+    one = verdict({"few_labels": {**few, "seeds": 1, "gain_low": None, "gain_high": None}})
+    assert one.endswith("one seed, so no interval.")
+    assert verdict({}).startswith("No few-label comparison")

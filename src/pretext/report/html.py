@@ -46,6 +46,29 @@ def flatten(metrics: dict, prefix: str = "") -> list[tuple[str, str]]:
     return rows
 
 
+def verdict(metrics: dict) -> str:
+    """The report's first line: what the few-label comparison says of the pretraining, in
+    points against the same network trained from scratch on the same labels."""
+    few = metrics.get("few_labels")
+    if not few:
+        return "No few-label comparison in this run (pretraining only, or no labels)."
+    gain, low, high = (
+        None if few.get(k) is None else 100 * few[k] for k in ("gain", "gain_low", "gain_high")
+    )
+    against = (
+        f"at {few['labels']} labels: {100 * few['pretrained']:.2f}% fine-tuned from the "
+        f"pretrained encoder, {100 * few['scratch']:.2f}% from scratch"
+    )
+    if low is None:
+        return f"Pretraining {gain:+.2f} points {against}; one seed, so no interval."
+    interval = f"95% interval {low:+.2f} to {high:+.2f}, {few['seeds']} seeds"
+    if low > 0:
+        return f"Pretraining gained {gain:+.2f} points {against} ({interval})."
+    if high < 0:
+        return f"Pretraining cost {-gain:.2f} points {against} ({interval})."
+    return f"No measurable gain from pretraining {against}: {gain:+.2f} points ({interval})."
+
+
 def write_report(run_dir: str | Path) -> Path:
     run = rundir.RunDir(run_dir)
     config = json.dumps(rundir.read_config(run_dir), indent=2)
@@ -68,6 +91,7 @@ figure {{ display: inline-block; margin: 1em; vertical-align: top; }}
 img {{ max-width: 460px; }} pre {{ background: #f6f6f6; padding: 1em; overflow-x: auto; }}
 </style></head><body>
 <h1>pretext report: {html.escape(run.root.name)}</h1>
+<p class="verdict"><strong>{html.escape(verdict(metrics))}</strong></p>
 <h2>Metrics</h2><table>{table}</table>
 {study}
 <h2>Pictures</h2>{figures or "<p>No pictures in this run directory.</p>"}
