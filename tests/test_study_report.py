@@ -157,6 +157,11 @@ def test_embed_and_search(pretrained_run, tmp_path, capsys):
         pretrained_run / "index", str(tmp_path / "mine.png"), k=3, out=tmp_path / "strip2.png"
     )
     assert len(by_file) == 3 and (tmp_path / "strip2.png").is_file()
+    many = search_command(pretrained_run / "index", "3", k=60, out=tmp_path / "many.png")
+    assert len(many) == 60  # all printed and returned; the strip shows the nearest 20
+    assert "(the nearest 20 of 60)" in capsys.readouterr().out
+    with Image.open(tmp_path / "many.png") as strip:
+        assert strip.width <= 1.2 * 21 * 100 + 1
     assert main(["search", "--index-dir", str(tmp_path / "none"), "--query", "1"]) == 2
     assert "not an index" in capsys.readouterr().err
 

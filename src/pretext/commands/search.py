@@ -22,6 +22,8 @@ from pretext.errors import PretextError
 from pretext.evaluate import extract_features
 from pretext.report.plots import picture_path, retrieval_strip
 
+STRIP_NEIGHBOURS = 20
+
 
 def embed_command(
     run_dir: str | Path,
@@ -115,9 +117,11 @@ def search_command(
             f"similarity {row['similarity']:.3f}"
         )
     strip = out if out is not None else rundir.search_strip(index_dir, query)
-    neighbours = database.images[top.indices]
-    retrieval_strip(image, query_label, neighbours, [str(r["label"]) for r in results], strip)
-    log(f"wrote {strip}")
+    shown = results[:STRIP_NEIGHBOURS]  # all k are printed; a picture of thousands is not read
+    neighbours = database.images[top.indices[: len(shown)]]
+    retrieval_strip(image, query_label, neighbours, [str(r["label"]) for r in shown], strip)
+    more = f" (the nearest {len(shown)} of {len(results)})" if len(shown) < len(results) else ""
+    log(f"wrote {strip}{more}")
     return results
 
 
