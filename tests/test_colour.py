@@ -77,3 +77,45 @@ def test_one_channel_images_keep_their_colour_free_ops():
     assert torch.equal(colour.adjust_hue(x, 0.3), x)
     assert torch.equal(colour.adjust_saturation(x, 0.0), x)
     assert colour.rgb_to_grayscale(x, 3).shape == (2, 3, 6, 6)
+
+
+def test_random_resized_crop_follows_torchvisions_ranges():
+    gen = torch.Generator().manual_seed(0)
+    crops = colour.random_resized_crop(2000, (0.08, 1.0), (3 / 4, 4 / 3), gen)
+    w, h, cx, cy = crops.unbind(1)
+    assert (w <= 1).all() and (h <= 1).all() and (w * h >= 0.08 - 1e-6).all()
+    ratio = w / h
+    assert (ratio >= 3 / 4 - 1e-5).all() and (ratio <= 4 / 3 + 1e-5).all()
+    assert ((cx.abs() <= 1 - w + 1e-6) & (cy.abs() <= 1 - h + 1e-6)).all()  # inside the image
+    again = colour.random_resized_crop(
+        2000, (0.08, 1.0), (3 / 4, 4 / 3), torch.Generator().manual_seed(0)
+    )
+    assert torch.equal(crops, again)
+
+
+def test_a_whole_crop_is_the_image_and_a_flip_mirrors_it():
+    x = torch.rand(3, 3, 8, 8)
+    whole = torch.tensor([[1.0, 1.0, 0.0, 0.0]]).expand(3, 4)
+    flip = torch.tensor([False, True, False])
+    out = colour.crop_and_flip(x, whole, flip)
+    torch.testing.assert_close(out[0], x[0], atol=1e-6, rtol=0)
+    torch.testing.assert_close(out[1], x[1].flip(-1), atol=1e-6, rtol=0)
+
+
+def test_jitter_is_seeded_per_image_and_off_at_p_zero():
+    x = torch.rand(6, 3, 8, 8)
+    strengths = (0.8, 0.8, 0.8, 0.2)
+    assert torch.equal(colour.colour_jitter(x, strengths, 0.0, torch.Generator().manual_seed(1)), x)
+    a = colour.colour_jitter(x, strengths, 1.0, torch.Generator().manual_seed(1))
+    b = colour.colour_jitter(x, strengths, 1.0, torch.Generator().manual_seed(1))
+    assert torch.equal(a, b) and not torch.allclose(a, x) and a.min() >= 0 and a.max() <= 1
+
+
+@pytest.mark.parametrize("name, side", [("simclr", 96), ("cifar", 32)])
+def test_colour_presets_make_two_views_of_colour_batches(name, side):
+    from pretext.augment import make_views, preset
+
+    images = torch.randint(0, 256, (4, 3, side, side), dtype=torch.uint8)
+    views = make_views(images, preset(name), torch.Generator().manual_seed(0))
+    assert views.shape == (2, 4, 3, side, side) and torch.isfinite(views).all()
+    assert not torch.allclose(views[0], views[1])

@@ -73,3 +73,49 @@ def test_simclr_pretrains_a_resnet(tiny_data, tmp_path):
     summary = pretrain(cfg, log=lambda *_: None)
     assert summary["epochs"] == 1 and summary["final_loss"] > 0
     assert load_encoder(out).embed_dim == 512
+
+
+def test_run_on_a_folder_of_colour_photos_of_mixed_sizes(tmp_path):
+    """pretext run --dataset FOLDER --encoder resnet18 --augment simclr --image-size 32."""
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from pretext.cli import main
+
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 24), ("test", 8)):
+        for label, colour in enumerate([(200, 30, 30), (30, 200, 30)]):
+            folder = tmp_path / "photos" / split / f"class{label}"
+            folder.mkdir(parents=True)
+            for i in range(count // 2):
+                w, h = rng.integers(30, 60, 2)
+                noise = rng.integers(-30, 30, (h, w, 3))
+                pixels = (np.array(colour) + noise).clip(0, 255).astype(np.uint8)
+                Image.fromarray(pixels).save(folder / f"{i}.png")
+    out = tmp_path / "run"
+    options = [
+        "--dataset",
+        str(tmp_path / "photos"),
+        "--image-size",
+        "32",
+        "--encoder",
+        "resnet18",
+        "--augment",
+        "simclr",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--finetune-epochs",
+        "1",
+        "--out",
+        str(out),
+        "--threads",
+        "2",
+    ]
+    assert main(["run", *options]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["encoder"] == "resnet18" and 0 <= metrics["linear_probe"]["test_accuracy"] <= 1
+    assert (out / "report.html").is_file() and (out / "views.png").is_file()

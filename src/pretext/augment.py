@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from pretext.colour import colour_views, crop_and_flip, random_resized_crop
 from pretext.errors import PretextError
 from pretext.matmul import product_transposed
 
@@ -39,6 +40,18 @@ class Augmentation:
     erase_area: tuple[float, float] = (0.02, 0.15)
     noise_p: float = 0.0  # additive zero-mean noise: probability and standard deviation
     noise_std: float = 0.0
+    # Photographs (pretext.colour): a random resized crop (area fraction, aspect ratio) with
+    # the left-right mirror `hflip`, colour jitter (brightness, contrast, saturation, hue) on a
+    # share of the images in a random order, grayscale, blur (from `blur_from` px up), solarise.
+    crop_scale: tuple[float, float] | None = None
+    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    jitter: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
+    jitter_p: float = 0.0
+    gray_p: float = 0.0
+    blur_p: float = 0.0
+    blur_sigma: tuple[float, float] = (0.1, 2.0)
+    blur_from: int = 96
+    solarize_p: float = 0.0
 
 
 PRESETS: dict[str, Augmentation] = {
@@ -72,6 +85,28 @@ PRESETS: dict[str, Augmentation] = {
         erase_p=0.5,
         noise_p=0.5,
         noise_std=0.1,
+    ),
+    # SimCLR's views of photographs (Chen et al., 2020, appendix A): ImageNet's, and its CIFAR
+    # ones at colour strength 0.5 without blur. The input scale is every preset's, so that
+    # evaluation, which reads the encoder through other presets, feeds it alike.
+    "simclr": Augmentation(
+        mean=0.1307,
+        std=0.3081,
+        crop_scale=(0.08, 1.0),
+        hflip=0.5,
+        jitter=(0.8, 0.8, 0.8, 0.2),
+        jitter_p=0.8,
+        gray_p=0.2,
+        blur_p=0.5,
+    ),
+    "cifar": Augmentation(
+        mean=0.1307,
+        std=0.3081,
+        crop_scale=(0.08, 1.0),
+        hflip=0.5,
+        jitter=(0.4, 0.4, 0.4, 0.1),
+        jitter_p=0.8,
+        gray_p=0.2,
     ),
     "none": Augmentation(mean=0.1307, std=0.3081),
     "seed-none": Augmentation(pixel_scale=255.0),
@@ -234,8 +269,14 @@ def noise_draw(
 
 
 def geometry(x: torch.Tensor, aug: Augmentation, gen: torch.Generator) -> torch.Tensor:
-    """The spatial steps: random affine (+ elastic), the seed recipe's patch and quarter turn."""
-    if (
+    """The spatial steps: a random resized crop (+ mirror), or random affine (+ elastic, +
+    mirror); the seed recipe's patch and quarter turn."""
+    if aug.crop_scale is not None:
+        n = x.shape[0]
+        crops = random_resized_crop(n, aug.crop_scale, aug.crop_ratio, gen)
+        flip = torch.rand(n, generator=gen, device=x.device) < aug.hflip
+        x = crop_and_flip(x, crops, flip)
+    elif (
         aug.degrees
         or aug.translate
         or aug.shear
@@ -299,7 +340,7 @@ def photometric(x: torch.Tensor, aug: Augmentation, gen: torch.Generator) -> tor
 
 def augment(x: torch.Tensor, aug: Augmentation, gen: torch.Generator) -> torch.Tensor:
     """One random view of a float [0, 1] batch, normalised for the network."""
-    return photometric(geometry(x, aug, gen), aug, gen)
+    return photometric(colour_views(geometry(x, aug, gen), aug, gen), aug, gen)
 
 
 def make_views(images: torch.Tensor, aug: Augmentation, gen: torch.Generator) -> torch.Tensor:

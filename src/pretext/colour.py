@@ -8,6 +8,8 @@ one-channel images are left as they are by the ops that need colour.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -98,8 +100,9 @@ def adjust_hue(x: torch.Tensor, shift: torch.Tensor | float) -> torch.Tensor:
     if x.shape[-3] == 1:
         return x
     hsv = rgb_to_hsv(x)
-    h = (hsv[:, :1] + per_image(shift, x)).remainder(1.0)
-    return hsv_to_rgb(torch.cat([h, hsv[:, 1:]], dim=1))
+    shift = per_image(shift, x)
+    h = (hsv[:, :1] + shift).remainder(1.0)
+    return torch.where(shift == 0, x, hsv_to_rgb(torch.cat([h, hsv[:, 1:]], dim=1)))
 
 
 def blur_kernel_size(side: int) -> int:
@@ -123,3 +126,87 @@ def gaussian_blur(
     flat = F.conv2d(flat, weights[:, None, None, :], groups=n * c)
     flat = F.conv2d(flat, weights[:, None, :, None], groups=n * c)
     return flat.reshape(n, c, height, width)
+
+
+def random_resized_crop(
+    n: int, scale: tuple[float, float], ratio: tuple[float, float], gen: torch.Generator
+) -> torch.Tensor:
+    """(n, 4): width and height (fractions of the side) and centre (in [-1, 1]) of a crop per
+    image, drawn as torchvision's RandomResizedCrop draws them on a square image: an area
+    fraction in `scale` and a log-uniform aspect ratio in `ratio`, the first of ten draws that
+    fits, else the whole image."""
+    device, tries = gen.device, 10
+    area = torch.empty(n, tries, device=device).uniform_(*scale, generator=gen)
+    log_ratio = torch.empty(n, tries, device=device).uniform_(
+        math.log(ratio[0]), math.log(ratio[1]), generator=gen
+    )
+    w, h = torch.sqrt(area * log_ratio.exp()), torch.sqrt(area / log_ratio.exp())
+    fits = (w <= 1) & (h <= 1)
+    first = torch.where(fits.any(1), fits.float().argmax(1), -1)
+    pick = first.clamp(min=0).unsqueeze(1)
+    w = torch.where(first >= 0, w.gather(1, pick)[:, 0], torch.ones(n, device=device))
+    h = torch.where(first >= 0, h.gather(1, pick)[:, 0], torch.ones(n, device=device))
+    cx = (torch.rand(n, generator=gen, device=device) * 2 - 1) * (1 - w)
+    cy = (torch.rand(n, generator=gen, device=device) * 2 - 1) * (1 - h)
+    return torch.stack([w, h, cx, cy], dim=1)
+
+
+def crop_and_flip(x: torch.Tensor, crops: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
+    """Each image's crop (from `random_resized_crop`) resized to the full side (bilinear), and
+    mirrored left-right where `flip`."""
+    n = x.shape[0]
+    w, h, cx, cy = crops.to(x.dtype).unbind(1)
+    sign = 1 - 2 * flip.to(x.dtype)
+    zero = torch.zeros_like(w)
+    theta = torch.stack([w * sign, zero, cx, zero, h, cy], dim=1).view(n, 2, 3)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def colour_jitter(
+    x: torch.Tensor, strengths: tuple[float, float, float, float], p: float, gen: torch.Generator
+) -> torch.Tensor:
+    """torchvision's ColorJitter(brightness, contrast, saturation, hue) on a share `p` of the
+    images: factors drawn per image, the four ops applied in a random order per image (the
+    others' factors at their identity while one op runs)."""
+    n, device = x.shape[0], x.device
+    b, c, s, hue = strengths
+    apply = torch.rand(n, generator=gen, device=device) < p
+
+    def factor(strength: float, identity: float, low: float, high: float) -> torch.Tensor:
+        drawn = torch.empty(n, device=device).uniform_(low, high, generator=gen)
+        return torch.where(apply, drawn, torch.full_like(drawn, identity))
+
+    factors = [
+        factor(b, 1.0, max(0.0, 1 - b), 1 + b),
+        factor(c, 1.0, max(0.0, 1 - c), 1 + c),
+        factor(s, 1.0, max(0.0, 1 - s), 1 + s),
+        factor(hue, 0.0, -hue, hue),
+    ]
+    ops = (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue)
+    order = torch.rand(n, 4, generator=gen, device=device).argsort(1)  # op at each stage
+    for stage in range(4):
+        for op_index, (op, f) in enumerate(zip(ops, factors, strict=True)):
+            now = order[:, stage] == op_index
+            identity = 0.0 if op is adjust_hue else 1.0
+            x = op(x, torch.where(now, f, torch.full_like(f, identity)))
+    return x
+
+
+def colour_views(x: torch.Tensor, aug, gen: torch.Generator) -> torch.Tensor:
+    """The colour steps of a preset, each on its share of the images: jitter, grayscale, blur,
+    solarisation (SimCLR's and BYOL's order)."""
+    n, device = x.shape[0], x.device
+    if aug.jitter_p and any(aug.jitter):
+        x = colour_jitter(x, aug.jitter, aug.jitter_p, gen)
+    if aug.gray_p and x.shape[1] == 3:
+        chosen = (torch.rand(n, generator=gen, device=device) < aug.gray_p).view(n, 1, 1, 1)
+        x = torch.where(chosen, rgb_to_grayscale(x, 3), x)
+    if aug.blur_p and min(x.shape[-2:]) >= aug.blur_from:
+        sigma = torch.empty(n, device=device).uniform_(*aug.blur_sigma, generator=gen)
+        chosen = (torch.rand(n, generator=gen, device=device) < aug.blur_p).view(n, 1, 1, 1)
+        x = torch.where(chosen, gaussian_blur(x, sigma), x)
+    if aug.solarize_p:
+        chosen = (torch.rand(n, generator=gen, device=device) < aug.solarize_p).view(n, 1, 1, 1)
+        x = torch.where(chosen, solarize(x, 0.5), x)
+    return x
