@@ -167,29 +167,25 @@ def colour_jitter(
     x: torch.Tensor, strengths: tuple[float, float, float, float], p: float, gen: torch.Generator
 ) -> torch.Tensor:
     """torchvision's ColorJitter(brightness, contrast, saturation, hue) on a share `p` of the
-    images: factors drawn per image, the four ops applied in a random order per image (the
-    others' factors at their identity while one op runs)."""
+    images: factors drawn per image, the four ops applied in a random order per image. At each
+    of the four stages an op runs on the images whose turn it is only, so every image passes
+    through each op once."""
     n, device = x.shape[0], x.device
     b, c, s, hue = strengths
     apply = torch.rand(n, generator=gen, device=device) < p
 
-    def factor(strength: float, identity: float, low: float, high: float) -> torch.Tensor:
-        drawn = torch.empty(n, device=device).uniform_(low, high, generator=gen)
-        return torch.where(apply, drawn, torch.full_like(drawn, identity))
-
+    ranges = [(max(0.0, 1 - b), 1 + b), (max(0.0, 1 - c), 1 + c), (max(0.0, 1 - s), 1 + s)]
     factors = [
-        factor(b, 1.0, max(0.0, 1 - b), 1 + b),
-        factor(c, 1.0, max(0.0, 1 - c), 1 + c),
-        factor(s, 1.0, max(0.0, 1 - s), 1 + s),
-        factor(hue, 0.0, -hue, hue),
+        torch.empty(n, device=device).uniform_(low, high, generator=gen)
+        for low, high in [*ranges, (-hue, hue)]
     ]
     ops = (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue)
     order = torch.rand(n, 4, generator=gen, device=device).argsort(1)  # op at each stage
+    x = x.clone()
     for stage in range(4):
         for op_index, (op, f) in enumerate(zip(ops, factors, strict=True)):
-            now = order[:, stage] == op_index
-            identity = 0.0 if op is adjust_hue else 1.0
-            x = op(x, torch.where(now, f, torch.full_like(f, identity)))
+            turn = torch.nonzero(apply & (order[:, stage] == op_index)).flatten()
+            x.index_copy_(0, turn, op(x.index_select(0, turn), f.index_select(0, turn)))
     return x
 
 
