@@ -84,11 +84,13 @@ def recorder(p: Pretraining, run: rundir.RunDir | None):
     epoch the per-epoch log, written by rank 0."""
 
     def save(progress: Progress, epoch_end: bool) -> None:
+        # Every rank checks (they hold the same weights), so that all stop together; the last
+        # finite checkpoint stays.
+        if first_non_finite([p.method.state_dict(), p.optimizer.state_dict()]) is not None:
+            raise Diverged(progress.step)
         state = checkpoint_state(p, progress)
         if run is None:
             return
-        if first_non_finite(state) is not None:  # the last finite checkpoint stays
-            raise Diverged(progress.step)
         save_checkpoint(run.checkpoint, state)
         if epoch_end:
             rundir.write_history(run, progress.history)
