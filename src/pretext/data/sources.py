@@ -270,9 +270,23 @@ def npz_labels(labels: np.ndarray, count: int, path: Path, prefix: str) -> torch
     return torch.from_numpy(labels.astype(np.int64))
 
 
+def npz_member_header(archive, name: str) -> tuple[tuple[int, ...], np.dtype]:
+    """The shape and dtype of an .npz member, read from its header alone."""
+    with archive.zip.open(f"{name}.npy") as member:
+        major, _ = np.lib.format.read_magic(member)
+        read = (
+            np.lib.format.read_array_header_1_0
+            if major == 1
+            else np.lib.format.read_array_header_2_0
+        )
+        shape, _, dtype = read(member)
+    return shape, dtype
+
+
 def check_like_training(archive, images, labels, path: Path, prefix: str) -> None:
     """A test split must have the training images' channels and side, and only its classes."""
-    train = npz_images(np.asarray(archive["images"][:1]), f"{path}: images")  # its shape
+    shape, dtype = npz_member_header(archive, "images")  # not the training images themselves
+    train = npz_images(np.zeros((1, *shape[1:]), dtype), f"{path}: images")
     if images.shape[1:] != train.shape[1:]:
         raise PretextError(
             f"{path}: {prefix}images are {tuple(images.shape[1:])} (C x H x W), the training "
