@@ -38,10 +38,10 @@ def test_missing_data_is_one_line_no_traceback(tmp_path):
         (["--batch-size", "1"], "--batch-size must be >= 2"),
         (["--batch-size", "1000"], "larger than the data set"),
         (["--encoder", "nope"], "unknown encoder"),
-        (["--recipe", "nope"], "unknown recipe"),
+        (["--recipe", "nope"], "argument --recipe: invalid choice: 'nope'"),
         (["--dataset", "nope"], "unknown data set"),
-        (["--augment", "nope"], "unknown augmentation"),
-        (["--method", "nope"], "unknown method"),
+        (["--augment", "nope"], "argument --augment: invalid choice: 'nope'"),
+        (["--method", "nope"], "argument --method: invalid choice: 'nope'"),
         (["--threads", "-1"], "--threads must be >= 1"),
     ],
 )
@@ -323,7 +323,37 @@ def test_study_refuses_two_different_run_directories(pretrained_run, tmp_path, c
 def test_version(capsys):
     import pretext
 
-    with pytest.raises(SystemExit) as exit_info:
-        main(["--version"])
-    assert exit_info.value.code == 0
+    assert main(["--version"]) == 0
     assert capsys.readouterr().out.strip() == f"pretext {pretext.__version__}"
+
+
+def every_option():
+    """(command, argparse action) for every option of every command."""
+    import argparse
+
+    from pretext.cli.parser import build_parser
+
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    for name, parser in commands.choices.items():
+        for action in parser._actions:
+            if not isinstance(action, argparse._HelpAction):
+                yield name, action
+
+
+def test_help_shows_every_options_default_and_choices(capsys):
+    import argparse
+
+    for command, action in every_option():
+        text = action.help or ""
+        switch = isinstance(action, argparse._StoreTrueAction)
+        if action.option_strings and not switch and not action.required:
+            assert "default" in text, (command, action.option_strings)
+        assert text, (command, action.dest)  # positionals and switches say what they are
+    assert main(["finetune", "--help"]) == 0
+    shown = capsys.readouterr().out
+    assert "{seed,default}" in shown and "seed-none" in shown  # --recipe, --augment choices
+
+
+def test_a_name_outside_the_choices_is_refused_by_the_parser(capsys):
+    assert main(["pretrain", "--optimizer", "adagrad"]) == 2
+    assert "invalid choice: 'adagrad'" in capsys.readouterr().err

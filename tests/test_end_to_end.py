@@ -57,7 +57,9 @@ def test_run_writes_the_run_directory_contract(tiny_data, tmp_path):
 def test_tiny_data_is_learnt(tiny_data, tmp_path):
     # Classes differ by a bright bar's position: fine-tuning must find it (chance is 10%).
     cfg = tiny_run_config(tiny_data, tmp_path / "run")
-    cfg = replace(cfg, finetune=FinetuneConfig(epochs=30, batch_size=16, lr=3e-3, augment="none"))
+    views = dict(augment="none", few_augment="none")
+    ft = FinetuneConfig(epochs=30, batch_size=16, min_steps=0, anchor=0.0, **views)
+    cfg = replace(cfg, finetune=ft)
     metrics = run(cfg)
     assert metrics["finetune"]["test_accuracy"] >= 0.9
 
@@ -160,7 +162,7 @@ def test_few_label_check_on_a_smaller_data_set_records_what_it_used(pretrained_r
         test,
         labels=600,
         seeds=1,
-        cfg=FinetuneConfig(epochs=1, batch_size=16),
+        cfg=FinetuneConfig(epochs=1, batch_size=16, min_steps=0),
         device=torch.device("cpu"),
         log=lambda *_: None,
     )

@@ -3,7 +3,13 @@ from dataclasses import replace
 import pytest
 import torch
 
-from pretext.config import FinetuneConfig, scratch_finetune
+from pretext.config import (
+    FinetuneConfig,
+    recipe,
+    scratch_finetune,
+    told_epochs,
+    with_run_views,
+)
 from pretext.data import ImageSet
 from pretext.evaluate import study
 from pretext.evaluate.classify import anchor_pull, finetune, finetune_views, pull_toward
@@ -39,6 +45,17 @@ def test_few_label_sets_take_their_own_views():
     assert finetune_views(FinetuneConfig(augment="light"), 10) == "light"
 
 
+def test_finetune_defaults_are_the_recipe_and_follow_the_run_views():
+    assert FinetuneConfig() == recipe("default").finetune
+    assert with_run_views(FinetuneConfig(), "simclr").few_augment == "simclr"
+    assert with_run_views(FinetuneConfig(few_augment="light"), "simclr").few_augment == "light"
+    assert with_run_views(FinetuneConfig(), None).few_augment == "default"
+    # epochs asked for are the epochs trained, as on the command line
+    assert told_epochs({"epochs": 1})["min_steps"] == 0
+    assert told_epochs({"epochs": 1, "min_steps": 50})["min_steps"] == 50
+    assert "min_steps" not in told_epochs({"lr": 0.1})
+
+
 def distance_moved(result, start):
     moved = result["model"].encoder.state_dict()
     return sum(float((moved[k] - start[k]).square().sum()) for k in start) ** 0.5
@@ -48,7 +65,10 @@ def test_anchor_holds_the_encoder_near_its_starting_weights():
     encoder = build_encoder("cnn")
     start = {k: v.clone() for k, v in encoder.state_dict().items()}
     data = tiny_set()
-    cfg = FinetuneConfig(epochs=10, batch_size=16, lr=1e-2, schedule="constant", augment="none")
+    cfg = FinetuneConfig(
+        epochs=10, batch_size=16, lr=1e-2, schedule="constant", augment="none", min_steps=0
+    )
+    cfg = replace(cfg, anchor=0.0)
     quiet = lambda *_: None  # noqa: E731
     free = finetune(encoder, data, data, cfg, torch.device("cpu"), log=quiet)
     held = finetune(encoder, data, data, replace(cfg, anchor=100.0), torch.device("cpu"), log=quiet)
@@ -89,7 +109,9 @@ def test_one_seed_gives_one_finetune_whatever_ran_before():
     # The new linear layer used to come from the global random state: `pretext finetune` run
     # twice with the same --seed gave 96.03% and 96.11%.
     encoder, data = build_encoder("cnn"), tiny_set()
-    cfg = FinetuneConfig(epochs=2, batch_size=16, schedule="constant", augment="default")
+    cfg = FinetuneConfig(
+        epochs=2, batch_size=16, schedule="constant", augment="default", min_steps=0
+    )
     runs = []
     for global_seed in (1, 2):
         torch.manual_seed(global_seed)

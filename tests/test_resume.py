@@ -179,7 +179,7 @@ def test_finetune_resume_matches_an_uninterrupted_run(tiny_data, tmp_path):
     from pretext.commands import finetune_command
     from pretext.config import FinetuneConfig
 
-    cfg = FinetuneConfig(epochs=3, batch_size=16)
+    cfg = FinetuneConfig(epochs=3, batch_size=16, min_steps=0)
     common = dict(data_dir=str(tiny_data), cfg=cfg, from_scratch=True)
     for name in ("straight", "stopped"):
         (tmp_path / name).mkdir()
@@ -214,14 +214,14 @@ def test_finetune_resume_matches_an_uninterrupted_run(tiny_data, tmp_path):
     with pytest.raises(PretextError, match="done 3 epochs, more than the 2 asked"):
         finetune_command(
             tmp_path / "straight",
-            **dict(common, cfg=FinetuneConfig(epochs=2, batch_size=16)),
+            **dict(common, cfg=FinetuneConfig(epochs=2, batch_size=16, min_steps=0)),
             resume=True,
         )
     (tmp_path / "fresh").mkdir()
     with pytest.raises(PretextError, match="no fine-tuning checkpoint"):
         finetune_command(tmp_path / "fresh", **common, resume=True)
-    other = dict(common, cfg=FinetuneConfig(epochs=3, batch_size=16, lr=0.01))
-    with pytest.raises(PretextError, match="lr=0.001, not lr=0.01"):
+    other = dict(common, cfg=FinetuneConfig(epochs=3, batch_size=16, lr=0.01, min_steps=0))
+    with pytest.raises(PretextError, match="lr=0.003, not lr=0.01"):
         finetune_command(tmp_path / "stopped", **other, resume=True)
     assert checkpoint.read_bytes() == before
 

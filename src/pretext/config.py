@@ -54,16 +54,20 @@ class PretrainConfig:
 
 @dataclass(frozen=True)
 class FinetuneConfig:
+    """Fine-tuning settings; the defaults are the default recipe's (chosen on a validation
+    split carved from the training set)."""
+
     epochs: int = 10
     batch_size: int = 128
-    lr: float = 1e-3
+    lr: float = 3e-3
     weight_decay: float = 0.0
     schedule: str = "cosine"
     augment: str = "light"
-    min_steps: int = 0  # few-label runs get at least this many steps (same for every arm)
+    # Few-label runs get at least this many steps (the same for every arm); 0: `epochs` only.
+    min_steps: int = 1500
     # Label sets smaller than `few_below` train with the `few_augment` views instead (None: the
-    # same): strong views lift a few-label classifier, from scratch most of all, but cost
-    # accuracy where labels are many and the steps few.
+    # pretraining run's own views): strong views lift a few-label classifier, from scratch most
+    # of all, but cost accuracy where labels are many and the steps few.
     few_augment: str | None = None
     few_below: int = 1000
     # Every step the encoder's weights move min(0.1, (anchor / labelled images)^2) of the way
@@ -71,8 +75,23 @@ class FinetuneConfig:
     # from Adam. It keeps what pretraining learned where a handful of labels would pull it
     # away, and vanishes as labels grow. Baselines from random weights never use it (see
     # `scratch_finetune`).
-    anchor: float = 0.0
+    anchor: float = 30.0
     seed: int = 0
+
+
+def told_epochs(changes: dict) -> dict:
+    """Fine-tuning changes as asked: epochs given without a minimum of steps are the epochs
+    trained (the recipe's minimum adds steps only when not told otherwise)."""
+    if changes.get("epochs") is not None and changes.get("min_steps") is None:
+        return {**changes, "min_steps": 0}
+    return changes
+
+
+def with_run_views(cfg: FinetuneConfig, pretrain_augment: str | None) -> FinetuneConfig:
+    """`cfg` with its few-label views settled: the pretraining run's own unless asked."""
+    if cfg.few_augment is not None:
+        return cfg
+    return replace(cfg, few_augment=pretrain_augment or "default")
 
 
 @dataclass(frozen=True)
@@ -153,16 +172,19 @@ RECIPES: dict[str, RunConfig] = {
             projection_dim=0,  # SimCLR's loss on the encoder's output
         ),
         finetune=FinetuneConfig(
-            epochs=10, batch_size=32, lr=1e-4, schedule="constant", augment="seed-none"
+            epochs=10,
+            batch_size=32,
+            lr=1e-4,
+            schedule="constant",
+            augment="seed-none",
+            min_steps=0,
+            few_augment="seed-none",
+            anchor=0.0,
         ),
         linear=LinearProbeConfig(),
     ),
     # Chosen on a validation split carved from the training set (BENCHMARKS.md).
-    "default": RunConfig(
-        finetune=FinetuneConfig(
-            lr=3e-3, min_steps=1500, few_augment="default", few_below=1000, anchor=30.0
-        )
-    ),
+    "default": RunConfig(),
 }
 
 

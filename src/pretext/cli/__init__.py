@@ -35,7 +35,11 @@ def show_warnings_as_lines(plain_show):
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """The command line as a function: the exit code (after --help or a usage error too)."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as stop:  # argparse has printed the help, or the usage and the error
+        return int(stop.code or 0)
     keep_freed_memory()
     threads = getattr(args, "threads", None)  # every command takes it (pretrain keeps it too)
     if threads is not None and threads < 1:

@@ -29,10 +29,11 @@ def cmd_finetune(args) -> None:
         "epochs": args.epochs,
         "lr": args.lr,
         "batch_size": args.batch_size,
-        # epochs asked for are the epochs trained: no minimum of steps adds any
-        "min_steps": 0 if args.epochs is not None and args.min_steps is None else args.min_steps,
+        "min_steps": args.min_steps,
         "anchor": args.anchor,
         "seed": args.seed,
+        "augment": args.augment,  # asked for: at every label count
+        "few_augment": args.augment,
     }
     seed = 0 if args.seed is None else args.seed
     with rundir.writer_lock(args.out):

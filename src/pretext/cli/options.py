@@ -8,7 +8,15 @@ from dataclasses import replace
 
 from pretext import rundir
 from pretext.augment import PRESETS
-from pretext.config import PretrainConfig, RunConfig, override, pretrain_config_from_file, recipe
+from pretext.config import (
+    RECIPES,
+    PretrainConfig,
+    RunConfig,
+    override,
+    pretrain_config_from_file,
+    recipe,
+    told_epochs,
+)
 from pretext.errors import PretextError
 from pretext.methods import METHODS
 from pretext.models import ENCODER_NAMES
@@ -26,7 +34,11 @@ PRETRAIN_FLAGS = (
         "(an nn.Module class or factory; it may take in_channels and image_size)",
     ),
     ("augment", str, f"views for pretraining: {VIEWS} (default: default)"),
-    ("image_size", int, "scale each image's shorter side to N, keep the centre square"),
+    (
+        "image_size",
+        int,
+        "scale each image's shorter side to N, keep the centre square (default: as stored)",
+    ),
     ("epochs", int, "default: the recipe's (40; seed 10)"),
     ("batch_size", int, "default: the recipe's (256; seed 32)"),
     ("lr", float, "default: the recipe's (2e-3; seed 1e-4)"),
@@ -40,6 +52,13 @@ PRETRAIN_FLAGS = (
     ("seed", int, "default 0"),
     ("checkpoint_every", int, "also checkpoint every N steps (default: at epoch ends only)"),
 )
+CHOICES = {  # the pretraining flags that take one of a fixed set of names
+    "recipe": tuple(RECIPES),
+    "method": tuple(METHODS),
+    "augment": tuple(PRESETS),
+    "optimizer": ("adam", "sgd", "lars"),
+    "schedule": ("cosine", "constant"),
+}
 PRETRAIN_SWITCHES = (  # (PretrainConfig field, help)
     ("resume", "continue RUN_DIR's checkpoint with its own settings"),
     ("overwrite", "replace an existing run (what pretext wrote there goes; other files stay)"),
@@ -57,7 +76,7 @@ FINETUNE_FLAGS = (
         float,
         "A: after each step a pretrained encoder moves "
         "min(0.1, (A / labelled images)^2) of the way back to its pretrained weights (0: off; "
-        "never for the scratch baseline)",
+        "never for the scratch baseline; default: the recipe's, 30)",
     ),
     (
         "min_steps",
@@ -73,14 +92,18 @@ def flag(name: str) -> str:
 
 
 def add_data_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", help="mnist, fashion-mnist, digits, a folder or an .npz")
+    p.add_argument(
+        "--dataset",
+        help="mnist, fashion-mnist, digits, cifar10, cifar100, cifar100-coarse, stl10, a folder "
+        "or an .npz (default: mnist, or the run's)",
+    )
     p.add_argument(
         "--data-dir",
         help="folder holding <dataset>/ IDX files (default: $PRETEXT_DATA_DIR, ~/.cache/pretext)",
     )
-    p.add_argument("--limit-train", type=int, help="use the first N training images")
-    p.add_argument("--device", help="auto (default), cpu or cuda")
-    p.add_argument("--threads", type=int, help="CPU threads for torch")
+    p.add_argument("--limit-train", type=int, help="use the first N training images (default: all)")
+    p.add_argument("--device", help="auto (default: cuda if present), cpu, cuda or cuda:N")
+    p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's)")
 
 
 def add_pretrain_options(p: argparse.ArgumentParser) -> None:
@@ -88,10 +111,10 @@ def add_pretrain_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--config",
         help="start from these settings: a run's config.json (to repeat it) or a JSON object "
-        "of pretraining settings; options given override them",
+        "of pretraining settings; options given override them (default: the recipe's)",
     )
     for name, kind, text in PRETRAIN_FLAGS:
-        p.add_argument(flag(name), type=kind, help=text)
+        p.add_argument(flag(name), type=kind, choices=CHOICES.get(name), help=text)
     for name, text in PRETRAIN_SWITCHES:
         p.add_argument(flag(name), action="store_true", default=None, help=text)
     p.add_argument(
@@ -106,15 +129,23 @@ def add_trusted_encoder(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--encoder",
         help="the run's own encoder (module:callable), named again: a run directory never "
-        "imports code by itself",
+        "imports code by itself (default: none; a built-in encoder needs none)",
     )
 
 
 def add_finetune_options(p: argparse.ArgumentParser) -> None:
     for name, _, kind, text in FINETUNE_FLAGS:
         p.add_argument(flag(name), type=kind, help=text)
-    p.add_argument("--few-labels", type=int, help="label count of the few-label check (600)")
-    p.add_argument("--few-label-seeds", type=int, help="seeds of the few-label check (3)")
+    p.add_argument(
+        "--finetune-augment",
+        choices=PRESETS,
+        help="fine-tuning views at every label count (default: light, and the pretraining "
+        "views under 1000 labels)",
+    )
+    p.add_argument(
+        "--few-labels", type=int, help="label count of the few-label check (default 600)"
+    )
+    p.add_argument("--few-label-seeds", type=int, help="seeds of the few-label check (default 3)")
 
 
 def starting_settings(args: argparse.Namespace) -> PretrainConfig | None:
@@ -153,8 +184,9 @@ def run_config(args: argparse.Namespace) -> RunConfig:
         **{name: getattr(args, name) for name, _ in PRETRAIN_SWITCHES},
     )
     changes = {field: getattr(args, name, None) for name, field, *_ in FINETUNE_FLAGS}
-    if changes["epochs"] is not None and changes["min_steps"] is None:
-        changes["min_steps"] = 0  # epochs asked for are the epochs trained
+    changes = told_epochs(changes)
+    views = getattr(args, "finetune_augment", None)
+    changes.update(augment=views, few_augment=views)  # asked for: at every label count
     ft = override(base.finetune, **changes, seed=pre.seed)
     return override(
         replace(base, pretrain=pre, finetune=ft),

@@ -5,15 +5,16 @@ from __future__ import annotations
 import argparse
 
 from pretext import __version__
+from pretext.augment import PRESETS
 from pretext.cli import handlers
 from pretext.cli.options import (
-    VIEWS,
     add_data_options,
     add_finetune_options,
     add_pretrain_options,
     add_trusted_encoder,
 )
 from pretext.commands.study import DEFAULT_LABELS
+from pretext.config import RECIPES
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,32 +51,51 @@ def add_finetune_command(sub) -> None:
     """The parsers of finetune."""
     p = sub.add_parser("finetune", help="fine-tune a run's encoder (or a fresh one) on labels")
     add_data_options(p)
-    p.add_argument("--out", default=None, help="run directory with checkpoints/last.pt")
-    p.add_argument("--recipe", default=None, help="seed or default (default: the run's)")
+    p.add_argument(
+        "--out", default=None, help="run directory with checkpoints/last.pt (default: none)"
+    )
+    p.add_argument(
+        "--recipe", default=None, choices=RECIPES, help="default: the run's, else default"
+    )
     p.add_argument(
         "--encoder",
         default=None,
         help="--from-scratch's encoder (default: the run's, or cnn; or module:callable)",
     )
-    p.add_argument("--labels", type=int, default=None, help="use a stratified subset of N labels")
+    p.add_argument(
+        "--labels", type=int, default=None, help="a stratified subset of N labels (default: all)"
+    )
     p.add_argument(
         "--from-scratch", action="store_true", help="start from random weights (baseline)"
     )
     p.add_argument("--epochs", type=int, default=None, help="default: the recipe's (10)")
     p.add_argument("--batch-size", type=int, default=None, help="default: the recipe's (128)")
     p.add_argument("--lr", type=float, default=None, help="default: the recipe's (3e-3)")
-    p.add_argument("--min-steps", type=int, default=None, help="train at least this many steps")
+    p.add_argument(
+        "--min-steps",
+        type=int,
+        default=None,
+        help="train at least this many steps (default: the recipe's, 1500, unless --epochs)",
+    )
+    p.add_argument(
+        "--augment",
+        default=None,
+        choices=PRESETS,
+        help="views at every label count (default: light, and the run's pretraining views "
+        "under 1000 labels)",
+    )
     p.add_argument(
         "--anchor",
         type=float,
         default=None,
         help="A: after each step the encoder moves min(0.1, (A / labelled images)^2) of the way "
-        "back to its pretrained weights (0: off; the from-scratch baseline never uses it)",
+        "back to its pretrained weights (0: off; the from-scratch baseline never uses it; "
+        "default: the recipe's, 30)",
     )
     p.add_argument(
         "--resume", action="store_true", help="continue RUN_DIR's fine-tuning checkpoint"
     )
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--seed", type=int, default=None, help="default 0")
     p.add_argument(
         "--self-train",
         type=int,
@@ -83,7 +103,8 @@ def add_finetune_command(sub) -> None:
         metavar="PASSES",
         help="then learn from all training images, labelled or not, for PASSES passes "
         "(FixMatch: the model's confident predictions on plain images are targets for strong "
-        "views); run it on the --from-scratch baseline too before crediting pretraining",
+        "views); run it on the --from-scratch baseline too before crediting pretraining "
+        "(default 0: off)",
     )
     p.set_defaults(func=handlers.cmd_finetune)
 
@@ -104,18 +125,22 @@ def add_evaluation_commands(sub) -> None:
     p.add_argument(
         "--checkpoint",
         default=None,
-        help="run directory of a pretrained encoder (else pretrain into --out first)",
+        help="run directory of a pretrained encoder (default: pretrain into --out first)",
     )
     p.add_argument(
         "--labels",
         default=",".join(map(str, DEFAULT_LABELS)),
         help="label budgets, comma-separated (default %(default)s)",
     )
-    p.add_argument("--seeds", type=int, default=3, help="label-sampling seeds per budget")
+    p.add_argument(
+        "--seeds", type=int, default=3, help="label-sampling seeds per budget (default 3)"
+    )
     p.add_argument(
         "--study-out", default=None, help="folder for study.* (default: the run directory)"
     )
-    p.add_argument("--min-steps", type=int, default=None, help="fine-tuning steps at least")
+    p.add_argument(
+        "--min-steps", type=int, default=None, help="fine-tuning steps at least (default 1500)"
+    )
     p.add_argument(
         "--cluster",
         action="store_true",
@@ -127,7 +152,7 @@ def add_evaluation_commands(sub) -> None:
         default=0,
         metavar="PASSES",
         help="also: both fine-tuned arms after PASSES passes of self-training on all training "
-        "images (finetune+self, and its control scratch+self)",
+        "images (finetune+self, and its control scratch+self; default 0: off)",
     )
     p.set_defaults(func=handlers.cmd_study)
 
@@ -143,24 +168,26 @@ def add_unlabelled_commands(sub) -> None:
     p.add_argument("--batch-size", type=int, default=None, help="default 256")
     p.add_argument("--lr", type=float, default=None, help="default 1e-3")
     p.add_argument("--entropy-weight", type=float, default=None, help="default 2.0")
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--seed", type=int, default=None, help="default 0")
     add_trusted_encoder(p)
     p.set_defaults(func=handlers.cmd_cluster)
 
     p = sub.add_parser("embed", help="write embeddings of a split (a search index)")
     add_data_options(p)
     p.add_argument("--out", required=True, help="run directory")
-    p.add_argument("--split", default="train")
+    p.add_argument("--split", default="train", choices=("train", "test"), help="default train")
     p.add_argument("--index-dir", default=None, help="default RUN_DIR/index")
     add_trusted_encoder(p)
     p.set_defaults(func=handlers.cmd_embed)
 
     p = sub.add_parser("search", help="nearest neighbours of a query in an index")
-    p.add_argument("--index-dir", required=True)
+    p.add_argument("--index-dir", required=True, help="an index written by pretext embed")
     p.add_argument("--query", required=True, help="a test-set index or an image file")
-    p.add_argument("-k", type=int, default=10)
-    p.add_argument("--png", default=None, help="where to write the strip of neighbours")
-    p.add_argument("--device", default=None)
+    p.add_argument("-k", type=int, default=10, help="neighbours (default 10; strip shows 20)")
+    p.add_argument(
+        "--png", default=None, help="where to write the strip of neighbours (default: none)"
+    )
+    p.add_argument("--device", default=None, help="auto (default), cpu, cuda or cuda:N")
     add_trusted_encoder(p)
     p.set_defaults(func=handlers.cmd_search)
 
@@ -168,26 +195,35 @@ def add_unlabelled_commands(sub) -> None:
 def add_output_commands(sub) -> None:
     """The parsers of export, compare, report and augment."""
     p = sub.add_parser("export", help="write the encoder alone (TorchScript or ONNX)")
-    p.add_argument("run_dir")
-    p.add_argument("--format", default="torchscript", help="torchscript or onnx")
-    p.add_argument("--file", default=None, help="output file")
+    p.add_argument("run_dir", help="a run directory with a pretrained encoder")
+    p.add_argument(
+        "--format",
+        default="torchscript",
+        choices=("torchscript", "onnx"),
+        help="default torchscript; onnx needs the [export] extra",
+    )
+    p.add_argument("--file", default=None, help="output file (default: RUN_DIR/encoder.<ext>)")
     add_trusted_encoder(p)
     p.set_defaults(func=handlers.cmd_export)
 
     p = sub.add_parser("compare", help="several runs' settings and results side by side")
-    p.add_argument("run_dirs", nargs="+")
-    p.add_argument("--out", default=None, help="also write the table to this markdown file")
+    p.add_argument("run_dirs", nargs="+", help="run directories")
+    p.add_argument(
+        "--out", default=None, help="also write the table to this markdown file (default: none)"
+    )
     p.set_defaults(func=handlers.cmd_compare)
 
     p = sub.add_parser("report", help="write RUN_DIR/report.html (self-contained)")
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", help="a run directory")
     p.set_defaults(func=handlers.cmd_report)
 
     p = sub.add_parser("augment", help="write a PNG grid of original images and random views")
-    p.add_argument("--dataset", default="mnist")
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--augment", default="default", help=f"preset: {VIEWS} (default: default)")
-    p.add_argument("--out", default="views.png")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--image-size", type=int, default=None, help="resize every image to N x N")
+    p.add_argument("--dataset", default="mnist", help="as for pretrain (default mnist)")
+    p.add_argument("--data-dir", default=None, help="default: $PRETEXT_DATA_DIR, ~/.cache/pretext")
+    p.add_argument("--augment", default="default", choices=PRESETS, help="default: default")
+    p.add_argument("--out", default="views.png", help="default views.png")
+    p.add_argument("--seed", type=int, default=0, help="default 0")
+    p.add_argument(
+        "--image-size", type=int, default=None, help="resize images to N x N (default: as stored)"
+    )
     p.set_defaults(func=handlers.cmd_augment)

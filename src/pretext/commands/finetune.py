@@ -24,6 +24,8 @@ from pretext.config import (
     recipe,
     resolve_device,
     scratch_finetune,
+    told_epochs,
+    with_run_views,
 )
 from pretext.data import ImageSet, stratified_subset
 from pretext.data.sources import portable
@@ -97,7 +99,8 @@ def finetune_command(
     if cfg is None:
         cfg, saved_labels = finetune_defaults(run_dir, recipe_name, from_scratch, resume)
         labels = labels if labels is not None else saved_labels
-    cfg = override(cfg, **(changes or {}))
+    cfg = override(cfg, **told_epochs(changes or {}))
+    cfg = with_run_views(cfg, run.augment if run else None)
     check_finetune(cfg)
     if self_train is not None and self_train.epochs < 1:  # before any fine-tuning is done
         raise PretextError(f"--self-train needs at least 1 pass, got {self_train.epochs}")
@@ -219,8 +222,9 @@ def evaluate_command(
     channels, size = train.images.shape[1], train.images.shape[-1]
     scratch = build_encoder(name, channels, size, seed=pre.seed + 1).to(dev)
     labels = min(cfg.few_labels, len(train))
+    ft = with_run_views(cfg.finetune, pre.augment)
     few = few_label_comparison(
-        encoder, scratch, train, test, labels, cfg.few_label_seeds, cfg.finetune, dev, log
+        encoder, scratch, train, test, labels, cfg.few_label_seeds, ft, dev, log
     )
     log(few_label_line(few))
     return rundir.update_metrics(run_dir, few_labels=few)

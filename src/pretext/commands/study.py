@@ -11,7 +11,14 @@ import torch
 from pretext import rundir
 from pretext.checkpoint import write_json, write_text_atomic
 from pretext.commands.common import labelled_splits
-from pretext.config import ClusterConfig, RunConfig, SelfTrainConfig, recipe, resolve_device
+from pretext.config import (
+    ClusterConfig,
+    RunConfig,
+    SelfTrainConfig,
+    recipe,
+    resolve_device,
+    with_run_views,
+)
 from pretext.data import check_label_count
 from pretext.errors import PretextError
 from pretext.evaluate.study import (
@@ -66,7 +73,8 @@ def pretrain_then_study(run_cfg: RunConfig, labels: tuple[int, ...], seeds: int 
 def study_config(pre, labels, seeds, min_steps, cluster, self_train) -> StudyConfig:
     """The study's settings: the run's recipe, with the study's own options."""
     base = recipe(pre.recipe)
-    ft = base.finetune if min_steps is None else replace(base.finetune, min_steps=min_steps)
+    ft = with_run_views(base.finetune, pre.augment)
+    ft = ft if min_steps is None else replace(ft, min_steps=min_steps)
     return StudyConfig(
         labels=tuple(labels),
         seeds=seeds,

@@ -45,7 +45,7 @@ CONTROL = {"finetune+self": "scratch+self"}  # a method's baseline, where not pl
 class StudyConfig:
     labels: tuple[int, ...] = (10, 100, 600, 6000, 60000)
     seeds: int = 3
-    finetune: FinetuneConfig = FinetuneConfig(min_steps=1500)
+    finetune: FinetuneConfig = FinetuneConfig()
     linear: LinearProbeConfig = LinearProbeConfig()
     knn_k: int = 200
     knn_temperature: float = 0.1
