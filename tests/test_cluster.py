@@ -1,3 +1,4 @@
+import csv
 import json
 import math
 
@@ -102,6 +103,14 @@ def test_cluster_command_writes_assignments_picture_and_metrics(pretrained_run):
         assert ((saved["train_confidence"] > 0) & (saved["train_confidence"] <= 1)).all()
     assert json.loads((pretrained_run / "metrics.json").read_text())["clustering"] == result
     assert (pretrained_run / "clusters.png").read_bytes()[:4] == b"\x89PNG"
+    with open(pretrained_run / "clusters.csv", newline="") as table:
+        rows = list(csv.DictReader(table))
+    assert len(rows) == 64 + 32 and rows[0]["source"] == "mnist train #0"
+    assert rows[64]["split"] == "test" and rows[64]["source"] == "mnist test #0"
+    with np.load(pretrained_run / "clusters.npz") as saved:
+        assert [int(r["cluster"]) for r in rows[:64]] == saved["train_clusters"].tolist()
+        named = saved["cluster_class"][saved["train_clusters"][0]]
+    assert rows[0]["cluster_class"] == str(named)  # MNIST's class names are its digits
     state = load_checkpoint(pretrained_run / "checkpoints" / "clusters.pt")  # weights only
     assert state["config"]["clusters"] == 10 and "linear.weight" in state["classifier"]
     assert state["encoder"].keys() == load_encoder(pretrained_run).state_dict().keys()
@@ -148,3 +157,32 @@ def test_cluster_command_on_unlabelled_images(tmp_path):
     with np.load(out / "clusters.npz") as saved:
         assert set(saved.files) == {"train_clusters", "train_confidence"}
     assert (out / "clusters.png").is_file()
+
+
+def test_a_flat_folder_of_photos_is_found_by_file(tmp_path, capsys):
+    """An unlabelled folder: clusters.csv and the search index name each image's file, and a
+    query by position works without a test split."""
+    from PIL import Image
+
+    from pretext.commands import embed_command, search_command
+
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(24):
+        pixels = rng.integers(0, 255, size=(28, 28, 3)).astype(np.uint8)
+        Image.fromarray(pixels).save(folder / f"shot,{i:02d}.png")  # a comma: quoted in the CSV
+    out = tmp_path / "run"
+    pretrain(PretrainConfig(dataset=str(folder), out=str(out), epochs=1, batch_size=8, threads=1))
+    cluster_command(
+        out, ClusterConfig(clusters=2, neighbours=3, epochs=1, batch_size=8), log=lambda *_: None
+    )
+    with open(out / "clusters.csv", newline="") as table:
+        rows = list(csv.DictReader(table))
+    assert [r["source"] for r in rows] == [str(folder / f"shot,{i:02d}.png") for i in range(24)]
+    assert {r["label"] for r in rows} == {""} and {r["split"] for r in rows} == {"train"}
+    embed_command(out)
+    results = search_command(out / "index", "5", k=3, out=tmp_path / "s.png")
+    assert results[0]["source"] == str(folder / "shot,05.png") and results[0]["class"] == "?"
+    printed = capsys.readouterr().out
+    assert f"query {folder / 'shot,05.png'}" in printed and str(folder / "shot,05.png") in printed

@@ -145,10 +145,18 @@ def test_embed_and_search(pretrained_run, tmp_path, capsys):
         assert archive["embeddings"].shape == (64, 100) and archive["indices"].tolist() == list(
             range(64)
         )
+        assert archive["sources"][3] == "mnist train #3"
     results = search_command(pretrained_run / "index", "3", k=5, out=tmp_path / "strip.png")
     assert [r["rank"] for r in results] == [1, 2, 3, 4, 5]
     sims = [r["similarity"] for r in results]
     assert sims == sorted(sims, reverse=True)
+    # "3" is image 3 of the indexed split itself: its own nearest neighbour
+    assert results[0]["source"] == "mnist train #3" and sims[0] == pytest.approx(1.0, abs=1e-5)
+    assert results[0]["class"] == str(results[0]["label"])  # MNIST's classes are the digits
+    assert "query mnist train #3" in capsys.readouterr().out
+    from_test = search_command(pretrained_run / "index", "test:3", k=2, out=tmp_path / "t.png")
+    assert [r["rank"] for r in from_test] == [1, 2]
+    assert "query mnist test #3" in capsys.readouterr().out
     assert (tmp_path / "strip.png").read_bytes()[:4] == b"\x89PNG"
     from PIL import Image
 
@@ -164,6 +172,11 @@ def test_embed_and_search(pretrained_run, tmp_path, capsys):
         assert strip.width <= 1.2 * 21 * 100 + 1
     assert main(["search", "--index-dir", str(tmp_path / "none"), "--query", "1"]) == 2
     assert "not an index" in capsys.readouterr().err
+    index = str(pretrained_run / "index")
+    assert main(["search", "--index-dir", index, "--query", "test:999"]) == 2
+    assert "the test split has 32 images" in capsys.readouterr().err
+    assert main(["search", "--index-dir", index, "--query", "nope.png"]) == 2
+    assert "no such image file" in capsys.readouterr().err
 
 
 def test_torchscript_export_matches_the_encoder(pretrained_run):

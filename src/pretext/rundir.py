@@ -56,6 +56,7 @@ class RunDir:
     study_png = property(lambda self: self.root / "study.png")
     clusters_npz = property(lambda self: self.root / "clusters.npz")
     clusters_png = property(lambda self: self.root / "clusters.png")
+    clusters_csv = property(lambda self: self.root / "clusters.csv")
     checkpoints = property(lambda self: self.root / "checkpoints")
     checkpoint = property(lambda self: self.root / "checkpoints" / "last.pt")  # pretraining
     clusters_checkpoint = property(lambda self: self.root / "checkpoints" / "clusters.pt")
@@ -104,6 +105,7 @@ OUTPUT_NAMES = (
     "study_png",
     "clusters_npz",
     "clusters_png",
+    "clusters_csv",
     "checkpoints",
     "index",
 )

@@ -182,7 +182,11 @@ def add_unlabelled_commands(sub) -> None:
 
     p = sub.add_parser("search", help="nearest neighbours of a query in an index")
     p.add_argument("--index-dir", required=True, help="an index written by pretext embed")
-    p.add_argument("--query", required=True, help="a test-set index or an image file")
+    p.add_argument(
+        "--query",
+        required=True,
+        help="an image file, N (image N of the indexed split) or SPLIT:N (e.g. test:3)",
+    )
     p.add_argument("-k", type=int, default=10, help="neighbours (default 10; strip shows 20)")
     p.add_argument(
         "--png", default=None, help="where to write the strip of neighbours (default: none)"

@@ -3,7 +3,9 @@ labels, where the data set has them, only score the result."""
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import io
 import time
 from pathlib import Path
 
@@ -11,7 +13,8 @@ import torch
 from sklearn.metrics import normalized_mutual_info_score
 
 from pretext import rundir
-from pretext.checkpoint import save_checkpoint, write_npz
+from pretext.checkpoint import save_checkpoint, write_npz, write_text_atomic
+from pretext.commands.search import image_sources
 from pretext.config import ClusterConfig, resolve_device
 from pretext.data import ImageSet, load_dataset
 from pretext.errors import PretextError
@@ -65,12 +68,13 @@ def cluster_command(
         "seconds": seconds,
     }
     arrays = {"train_clusters": train_c.numpy(), "train_confidence": train_conf.numpy()}
-    names = None
+    names, test = None, None
     if train.labels is not None:  # unlabelled data has nothing to score the clusters by
         test = load_dataset(dataset, "test", data_dir, image_size=pre.image_size)
         if test.labels is not None:
             names = score_clusters(model, train_c, train, test, cfg, dev, result, arrays, log)
     write_npz(run.clusters_npz, **arrays)
+    write_cluster_table(run.clusters_csv, dataset, train, test, arrays, names)
     save_checkpoint(
         run.clusters_checkpoint,
         {
@@ -80,7 +84,8 @@ def cluster_command(
         },
     )
     cluster_grid(train.images, train_c, train_conf, cfg.clusters, run.clusters_png, names=names)
-    log(f"cluster sizes {sizes}; wrote {run.clusters_npz} and {run.clusters_png.name}")
+    wrote = f"{run.clusters_csv}, {run.clusters_npz.name} and {run.clusters_png.name}"
+    log(f"cluster sizes {sizes}; wrote {wrote}")
     rundir.update_metrics(run_dir, clustering=result)
     return result
 
@@ -100,4 +105,22 @@ def score_clusters(
         f"clusters vs test labels: accuracy {100 * result['test_accuracy']:.2f}% "
         f"(clusters matched to classes on training labels), NMI {result['test_nmi']:.3f}"
     )
-    return [f"class {c}" for c in mapping.tolist()]
+    return [train.class_name(c) for c in mapping.tolist()]
+
+
+def write_cluster_table(path: Path, dataset: str, train, test, arrays: dict, names) -> None:
+    """clusters.csv: one row per image (source, split, cluster, confidence, the class its
+    cluster was matched to, the image's own label), training images first."""
+    table = io.StringIO()
+    rows = csv.writer(table, lineterminator="\n")
+    rows.writerow(["source", "split", "cluster", "confidence", "cluster_class", "label"])
+    for split, data in (("train", train), ("test", test)):
+        if f"{split}_clusters" not in arrays:
+            continue
+        clusters, confidence = arrays[f"{split}_clusters"], arrays[f"{split}_confidence"]
+        for i, source in enumerate(image_sources(data, dataset, split)):
+            c = int(clusters[i])
+            label = "" if data.labels is None else data.class_name(int(data.labels[i]))
+            named = names[c] if names else ""
+            rows.writerow([source, split, c, f"{confidence[i]:.4f}", named, label])
+    write_text_atomic(path, table.getvalue())

@@ -15,7 +15,7 @@ from pretext import rundir
 from pretext.augment import preset
 from pretext.checkpoint import write_json, write_npz
 from pretext.config import resolve_device
-from pretext.data import load_dataset
+from pretext.data import ImageSet, load_dataset
 from pretext.data.folders import centre_square
 from pretext.data.sources import portable
 from pretext.errors import PretextError
@@ -23,6 +23,14 @@ from pretext.evaluate import extract_features
 from pretext.report.plots import picture_path, retrieval_strip
 
 STRIP_NEIGHBOURS = 20
+
+
+def image_sources(data: ImageSet, dataset: str, split: str) -> list[str]:
+    """Where each image came from, as a person finds it again: its file, or the data set,
+    split and position."""
+    if data.files is not None:
+        return list(data.files)
+    return [f"{portable(dataset)} {split} #{i}" for i in range(len(data))]
 
 
 def embed_command(
@@ -34,8 +42,8 @@ def embed_command(
     device: str = "auto",
     encoder: str | None = None,
 ) -> Path:
-    """Embeddings of a split (the search database) -> INDEX_DIR/embeddings.npz + index.json
-    (INDEX_DIR: `out`, default RUN_DIR/index)."""
+    """Embeddings of a split (the search database) -> INDEX_DIR/embeddings.npz (embeddings,
+    labels, each image's source) + index.json (INDEX_DIR: `out`, default RUN_DIR/index)."""
     pre = rundir.pretrain_config(run_dir)
     dataset, data_dir = dataset or pre.dataset, data_dir or pre.data_dir
     index_dir = Path(out) if out is not None else rundir.RunDir(run_dir).index
@@ -51,6 +59,7 @@ def embed_command(
         embeddings=features.cpu().numpy(),
         labels=labels,
         indices=np.arange(len(data)),
+        sources=np.array(image_sources(data, dataset, split), dtype=str),
     )
     write_json(
         meta,
@@ -59,23 +68,26 @@ def embed_command(
             "dataset": portable(dataset),
             "data_dir": portable(data_dir),
             "split": split,
+            "classes": list(data.classes) if data.classes else None,
         },
     )
     return embeddings
 
 
-def read_index(index_dir: Path) -> tuple[dict, torch.Tensor, np.ndarray]:
-    """An index's description, embeddings and labels (one clear error if it is not one)."""
+def read_index(index_dir: Path) -> tuple[dict, torch.Tensor, np.ndarray, list[str]]:
+    """An index's description, embeddings, labels and sources (one clear error if it is not
+    one)."""
     embeddings, meta_file = rundir.index_files(index_dir)
     try:
         meta = json.loads(meta_file.read_text())
-        with np.load(embeddings) as archive:
+        with np.load(embeddings, allow_pickle=False) as archive:
             bank = torch.from_numpy(archive["embeddings"])
             bank_labels = archive["labels"]
+            sources = archive["sources"].tolist()
         Path(meta["run_dir"])  # present, and a path
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise PretextError(f"{index_dir} is not an index made by 'pretext embed' ({exc})") from None
-    return meta, bank, bank_labels
+    return meta, bank, bank_labels, sources
 
 
 def search_command(
@@ -87,51 +99,67 @@ def search_command(
     encoder: str | None = None,
     log=print,
 ) -> list[dict]:
-    """Nearest database images of a query (a test-set index or an image file), with a PNG strip."""
+    """Nearest indexed images of a query: an image file, N (image N of the indexed split) or
+    SPLIT:N (image N of the data set's split, e.g. test:3). Prints each neighbour's source,
+    class and similarity, and draws the nearest 20 as a PNG strip."""
     if k < 1:
         raise PretextError(f"-k must be >= 1, got {k}")
     index_dir = Path(index_dir)
     if out is not None:
         out = picture_path(out)
-    meta, bank, bank_labels = read_index(index_dir)
+    meta, bank, bank_labels, sources = read_index(index_dir)
     pre = rundir.pretrain_config(meta["run_dir"])
     dev = resolve_device(device)
     size = pre.image_size
     database = load_dataset(meta["dataset"], meta["split"], meta["data_dir"], image_size=size)
-    if query.isdigit():
-        image, query_label = test_image(meta, int(query), size)
-    else:
-        image = read_query_image(Path(query), database.images.shape[1:])
-        query_label = Path(query).name
+    image, query_name = query_image(query, meta, database, size)
     model = rundir.load_encoder(meta["run_dir"], dev, named=encoder)
     z = extract_features(model, image.unsqueeze(0), preset(pre.augment), dev).cpu()
     sims = F.normalize(bank.float(), dim=1) @ F.normalize(z, dim=1)[0]
     top = sims.topk(min(k, len(bank)))
     results = [
-        {"rank": r + 1, "index": int(i), "label": int(bank_labels[i]), "similarity": float(s)}
+        {
+            "rank": r + 1,
+            "index": int(i),
+            "source": sources[i],
+            "label": int(bank_labels[i]),
+            "class": database.class_name(int(bank_labels[i])),
+            "similarity": float(s),
+        }
         for r, (s, i) in enumerate(zip(top.values, top.indices, strict=True))
     ]
+    log(f"query {query_name}")
     for row in results:
-        log(
-            f"#{row['rank']:>2}  index {row['index']:>6}  label {row['label']}  "
-            f"similarity {row['similarity']:.3f}"
-        )
+        log(f"#{row['rank']:>2}  {row['similarity']:.3f}  {row['class']:<10}  {row['source']}")
     strip = out if out is not None else rundir.search_strip(index_dir, query)
     shown = results[:STRIP_NEIGHBOURS]  # all k are printed; a picture of thousands is not read
     neighbours = database.images[top.indices[: len(shown)]]
-    retrieval_strip(image, query_label, neighbours, [str(r["label"]) for r in shown], strip)
+    retrieval_strip(image, query_name, neighbours, [r["class"] for r in shown], strip)
     more = f" (the nearest {len(shown)} of {len(results)})" if len(shown) < len(results) else ""
     log(f"wrote {strip}{more}")
     return results
 
 
-def test_image(meta: dict, index: int, size: int | None) -> tuple[torch.Tensor, str]:
-    """Image `index` of the indexed data set's test split, and its label ("?" if none)."""
-    test = load_dataset(meta["dataset"], "test", meta["data_dir"], image_size=size)
-    if index >= len(test):
-        raise PretextError(f"--query {index}: the test set has {len(test)} images")
-    label = str(int(test.labels[index])) if test.labels is not None else "?"
-    return test.images[index], label
+def query_image(
+    query: str, meta: dict, database: ImageSet, size: int | None
+) -> tuple[torch.Tensor, str]:
+    """The query as uint8 C x H x W and how it is named: an image file, N (of the indexed
+    split) or SPLIT:N."""
+    split, _, number = query.rpartition(":")
+    if number.isdigit() and (split == "" or split.isalpha()):
+        data = database
+        if split and split != meta["split"]:
+            data = load_dataset(meta["dataset"], split, meta["data_dir"], image_size=size)
+        index, split = int(number), split or meta["split"]
+        if index >= len(data):
+            raise PretextError(f"--query {query}: the {split} split has {len(data)} images")
+        label = -1 if data.labels is None else int(data.labels[index])
+        source = data.files[index] if data.files else f"{meta['dataset']} {split} #{index}"
+        return data.images[index], f"{source} ({data.class_name(label)})"
+    path = Path(query)
+    if not path.is_file():
+        raise PretextError(f"--query {query}: no such image file (or give N, or SPLIT:N)")
+    return read_query_image(path, database.images.shape[1:]), path.name
 
 
 def read_query_image(path: Path, shape: torch.Size) -> torch.Tensor:

@@ -51,6 +51,22 @@ COLOUR_SETS = {
     ),
 }
 COLOUR_SETS["cifar100-coarse"] = COLOUR_SETS["cifar100"]
+# The file of class names each archive holds, one name per line, in label order.
+CLASS_NAME_FILES = {
+    "cifar10": "batches.meta.txt",
+    "cifar100": "fine_label_names.txt",
+    "cifar100-coarse": "coarse_label_names.txt",
+    "stl10": "class_names.txt",
+}
+
+
+def class_names(folder: Path, name: str) -> tuple[str, ...] | None:
+    """The archive's class names, or None where its names file is missing or unreadable."""
+    try:
+        lines = (folder / CLASS_NAME_FILES[name]).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return tuple(line.strip() for line in lines if line.strip()) or None
 
 
 def find_folder(name: str, roots: list[Path]) -> Path:
@@ -114,4 +130,5 @@ def load_colour_set(name: str, split: str, roots: list[Path]) -> ImageSet:
         column = 0 if name == "cifar100-coarse" else label_bytes - 1  # coarse first, then fine
         labels = np.concatenate([p[1][:, column] for p in parts]).astype(np.int64)
     label_tensor = None if labels is None else torch.from_numpy(labels)
-    return ImageSet(torch.from_numpy(np.ascontiguousarray(images)), label_tensor, name)
+    images = torch.from_numpy(np.ascontiguousarray(images))
+    return ImageSet(images, label_tensor, name, classes=class_names(folder, name))

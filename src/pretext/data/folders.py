@@ -105,7 +105,7 @@ def load_folder(
     folder = split_folder(path, split)
     mode = folder_format(path, image_size)
     entries, classes = folder_entries(folder)
-    arrays, labels = [], []
+    arrays, labels, files = [], [], []
     for file, label in entries:
         try:
             header(file)
@@ -113,6 +113,7 @@ def load_folder(
                 img = img.convert(mode)
                 arrays.append(np.asarray(centre_square(img, image_size) if image_size else img))
             labels.append(label)
+            files.append(str(file))
         except BAD_IMAGE as exc:
             if not skip_bad:
                 raise PretextError(f"{file} is not a readable image ({exc})") from None
@@ -123,4 +124,5 @@ def load_folder(
         raise PretextError(f"{folder} holds no readable images")
     images = to_nchw_uint8(np.stack(arrays), folder)
     label_tensor = torch.tensor(labels, dtype=torch.int64) if classes else None
-    return ImageSet(images, label_tensor, folder.name)
+    names = tuple(classes) if classes else None
+    return ImageSet(images, label_tensor, folder.name, files=tuple(files), classes=names)

@@ -3,7 +3,7 @@ Images stay uint8 until a batch is drawn, so a data set costs one byte per pixel
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -14,11 +14,14 @@ from pretext.errors import PretextError
 
 @dataclass(frozen=True)
 class ImageSet:
-    """Images (uint8, N x C x H x W) with optional labels (int64, N)."""
+    """Images (uint8, N x C x H x W) with optional labels (int64, N); `files`, where the images
+    came from files, each one's path; `classes`, where known, the name of each label."""
 
     images: torch.Tensor
     labels: torch.Tensor | None
     name: str = ""
+    files: tuple[str, ...] | None = None
+    classes: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.images.dim() != 4:
@@ -46,7 +49,14 @@ class ImageSet:
 
     def subset(self, indices: torch.Tensor) -> ImageSet:
         labels = None if self.labels is None else self.labels[indices]
-        return ImageSet(self.images[indices], labels, self.name)
+        files = None if self.files is None else tuple(self.files[i] for i in indices.tolist())
+        return replace(self, images=self.images[indices], labels=labels, files=files)
+
+    def class_name(self, label: int) -> str:
+        """A label as people read it: its class name where known, else the number."""
+        if label < 0:
+            return "?"
+        return self.classes[label] if self.classes and label < len(self.classes) else str(label)
 
     def first(self, n: int | None) -> ImageSet:
         """The first n items (all when n is None), as the `--limit-train` option asks."""

@@ -10,7 +10,7 @@ import gzip
 import hashlib
 import os
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +43,7 @@ class NamedSet:
     num_classes: int
     mirrors: tuple[str, ...]
     system_dirs: tuple[str, ...] = ()
+    classes: tuple[str, ...] | None = None  # the name of each label
 
 
 NAMED_SETS = {
@@ -62,6 +63,7 @@ NAMED_SETS = {
             "https://ossci-datasets.s3.amazonaws.com/mnist/",
             "https://storage.googleapis.com/cvdf-datasets/mnist/",
         ),
+        classes=tuple("0123456789"),
     ),
     "fashion-mnist": NamedSet(
         files={
@@ -93,6 +95,18 @@ NAMED_SETS = {
         num_classes=10,
         mirrors=("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
         system_dirs=("/usr/share/datasets/fashion-mnist",),
+        classes=(
+            "T-shirt/top",
+            "Trouser",
+            "Pullover",
+            "Dress",
+            "Coat",
+            "Sandal",
+            "Shirt",
+            "Sneaker",
+            "Bag",
+            "Ankle boot",
+        ),
     ),
 }
 
@@ -170,7 +184,7 @@ def load_named(name: str, split: str, data_dir: str | Path | None) -> ImageSet:
                     f"{labels_path}: label {int(labels.max())} is out of range for "
                     f"{spec.num_classes} classes"
                 )
-            return ImageSet(images, labels, name)
+            return ImageSet(images, labels, name, classes=spec.classes)
     cache = CACHE_DIR.expanduser() / name
     if not os.environ.get(NO_DOWNLOAD_ENV) and download(name, cache):
         return load_named(name, split, cache.parent)
@@ -197,7 +211,7 @@ def load_digits_set(split: str) -> ImageSet:
     if split not in splits:
         raise PretextError(f"split must be 'train' or 'test', got {split!r}")
     keep = splits[split]
-    return ImageSet(images[keep], labels[keep], "digits")
+    return ImageSet(images[keep], labels[keep], "digits", classes=tuple("0123456789"))
 
 
 MAX_CLASSES = 100_000  # labels beyond this are a mistake, not a data set
@@ -380,4 +394,4 @@ def resized(data: ImageSet, size: int) -> ImageSet:
         .to(torch.uint8)
         for chunk in data.images.split(4096)
     ]
-    return ImageSet(torch.cat(parts), data.labels, data.name)
+    return replace(data, images=torch.cat(parts))
