@@ -186,3 +186,35 @@ def test_a_flat_folder_of_photos_is_found_by_file(tmp_path, capsys):
     assert results[0]["source"] == str(folder / "shot,05.png") and results[0]["class"] == "?"
     printed = capsys.readouterr().out
     assert f"query {folder / 'shot,05.png'}" in printed and str(folder / "shot,05.png") in printed
+
+
+def test_an_unlabelled_run_writes_its_report(tmp_path):
+    """`pretext run` on a flat folder: no scores, but the report with the views, the embedding
+    map, the nearest neighbours and the clusters (with the clusters' CSV)."""
+    from PIL import Image
+
+    from pretext.commands import run
+    from pretext.config import LinearProbeConfig, RunConfig
+
+    rng = np.random.default_rng(1)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(16):
+        Image.fromarray(rng.integers(0, 255, (28, 28, 3)).astype(np.uint8)).save(
+            folder / f"{i}.png"
+        )
+    pre = PretrainConfig(
+        dataset=str(folder), out=str(tmp_path / "run"), epochs=1, batch_size=8, threads=1
+    )
+    metrics = run(RunConfig(pretrain=pre, linear=LinearProbeConfig(epochs=1)), log=lambda *_: None)
+    assert "finetune" not in metrics and metrics["clustering"]["images"] == 16
+    page = (tmp_path / "run" / "report.html").read_text()
+    assert "Pretraining only: nothing is scored" in page
+    for caption in (
+        "Pretraining views",
+        "Map of embeddings",
+        "Nearest neighbours",
+        "Clusters found",
+    ):
+        assert caption in page
+    assert (tmp_path / "run" / "clusters.csv").read_text().count("\n") == 17

@@ -102,3 +102,21 @@ def test_npz_layouts_and_a_test_split_unlike_training(tmp_path):
     )
     with pytest.raises(PretextError, match="test_labels reach 2, the training labels only 1"):
         load_dataset(tmp_path / "b.npz", "test")
+
+
+def test_a_test_folder_takes_the_training_class_labels(tmp_path):
+    # test/ lacks class "b": its "c" images must keep label 2, as in train/
+    for split, classes in (("train", "abc"), ("test", "ac")):
+        for c in classes:
+            (tmp_path / split / c).mkdir(parents=True)
+            Image.new("L", (8, 8), 40 * "abc".index(c)).save(tmp_path / split / c / "x.png")
+    test = load_dataset(tmp_path, "test")
+    assert test.labels.tolist() == [0, 2] and test.classes == ("a", "b", "c")
+    assert test.files == (
+        str(tmp_path / "test" / "a" / "x.png"),
+        str(tmp_path / "test" / "c" / "x.png"),
+    )
+    (tmp_path / "test" / "d").mkdir()
+    Image.new("L", (8, 8)).save(tmp_path / "test" / "d" / "x.png")
+    with pytest.raises(PretextError, match="class folder 'd' is not among the training classes"):
+        load_dataset(tmp_path, "test")

@@ -127,14 +127,31 @@ def test_study_self_trains_both_arms(pretrained_run):
 def test_report_embeds_its_images(pretrained_run):
     from pretext.commands.finetune import draw_run_pictures
 
-    draw_run_pictures(RunDir(pretrained_run), torch.randn(40, 5), torch.arange(40) % 10, 0)
-    (pretrained_run / "metrics.json").write_text(json.dumps({"finetune": {"test_accuracy": 0.5}}))
+    images = torch.randint(0, 256, (40, 1, 28, 28), dtype=torch.uint8)
+    pictures = (torch.randn(40, 5), torch.arange(40) % 10, 0, images)
+    draw_run_pictures(RunDir(pretrained_run), *pictures)
+    metrics = {"finetune": {"test_accuracy": 0.5, "train_accuracy": [0.2, 0.4]}}
+    (pretrained_run / "metrics.json").write_text(json.dumps(metrics))
     page = report_command(pretrained_run).read_text()
     images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
-    assert len(images) == 2  # curves and embedding map
+    assert len(images) == 3  # curves, embedding map, neighbours
     assert all(base64.b64decode(data)[:4] == b"\x89PNG" for data in images)
-    assert "finetune.test_accuracy" in page and "0.5000" in page
+    assert "<td>Fine-tuned on all labels: test accuracy</td><td>50.00%</td>" in page
+    assert "Nearest neighbours in the embedding" in page  # each picture has its caption
+    assert "<summary>Pretraining</summary>" in page and "<td>batch_size</td><td>16</td>" in page
     assert "http://" not in page and "https://" not in page  # nothing to fetch
+
+
+def test_report_shows_the_study_as_a_table(pretrained_run):
+    (pretrained_run / "metrics.json").write_text("{}")
+    (pretrained_run / "study.md").write_text(
+        "| labels | finetune | scratch |\n|---:|---:|---:|\n| 10 | 80.00 ± 1.00 | 70.00 ± 2.00 |"
+        "\n\nTest accuracy (%), mean ± std.\n"
+    )
+    page = report_command(pretrained_run).read_text()
+    assert "<tr><th>labels</th><th>finetune</th><th>scratch</th></tr>" in page
+    assert "<tr><td>10</td><td>80.00 ± 1.00</td><td>70.00 ± 2.00</td></tr>" in page
+    assert "<p class='note'>Test accuracy (%), mean ± std.</p>" in page
 
 
 def test_embed_and_search(pretrained_run, tmp_path, capsys):
@@ -202,6 +219,19 @@ def test_onnx_export_matches_the_encoder(pretrained_run):
     assert torch.allclose(torch.from_numpy(out), expected, atol=1e-5)
 
 
+def test_onnx_export_without_onnx_names_the_extra(pretrained_run, monkeypatch, capsys):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "onnx", None)  # as if it were not installed
+    assert main(["export", str(pretrained_run), "--format", "onnx"]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err == "pretext: error: ONNX export needs the 'onnx' package: pip install "
+        "'pretext[export]'\n"
+    )
+    assert not (pretrained_run / "encoder.onnx").exists()
+
+
 def test_compare_puts_runs_side_by_side(pretrained_run, tmp_path, capsys):
     evaluated = tmp_path / "evaluated"
     evaluated.mkdir()
@@ -255,4 +285,5 @@ def test_the_report_opens_with_its_verdict():
     assert "+0.33 points (95% interval -0.45 to +1.11, 3 seeds)" in unclear
     one = verdict({"few_labels": {**few, "seeds": 1, "gain_low": None, "gain_high": None}})
     assert one.endswith("one seed, so no interval.")
-    assert verdict({}).startswith("No few-label comparison")
+    assert verdict({}).startswith("Pretraining only: nothing is scored")
+    assert verdict({"finetune": {}}).startswith("No few-label comparison")

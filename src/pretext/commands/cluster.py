@@ -66,6 +66,7 @@ def cluster_command(
         "sizes": sizes,
         "empty_clusters": sum(size == 0 for size in sizes),
         "seconds": seconds,
+        "settings": dataclasses.asdict(cfg),
     }
     arrays = {"train_clusters": train_c.numpy(), "train_confidence": train_conf.numpy()}
     names, test = None, None

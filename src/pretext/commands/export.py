@@ -3,6 +3,7 @@ JSON file that says what input it takes."""
 
 from __future__ import annotations
 
+import importlib
 import warnings
 from pathlib import Path
 
@@ -58,22 +59,23 @@ def write_torchscript(encoder: torch.nn.Module, example: torch.Tensor, path: Pat
 
 
 def write_onnx(encoder: torch.nn.Module, example: torch.Tensor, path: Path) -> None:
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript-based exporter
-            torch.onnx.export(
-                encoder,
-                (example,),
-                str(path),
-                input_names=["images"],
-                output_names=["embeddings"],
-                dynamic_axes={"images": {0: "batch"}, "embeddings": {0: "batch"}},
-                dynamo=False,
-            )
-    except (ImportError, ModuleNotFoundError) as exc:
+    try:  # asked for first: without it torch's exporter fails with a traceback of its own
+        importlib.import_module("onnx")
+    except ImportError:
         raise PretextError(
-            f"ONNX export needs the 'onnx' package: pip install 'pretext[export]' ({exc})"
+            "ONNX export needs the 'onnx' package: pip install 'pretext[export]'"
         ) from None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript-based exporter
+        torch.onnx.export(
+            encoder,
+            (example,),
+            str(path),
+            input_names=["images"],
+            output_names=["embeddings"],
+            dynamic_axes={"images": {0: "batch"}, "embeddings": {0: "batch"}},
+            dynamo=False,
+        )
 
 
 def normalisation(aug: Augmentation) -> dict:

@@ -42,7 +42,13 @@ from pretext.evaluate.knn import knn_accuracy
 from pretext.evaluate.retrieval import retrieval_metrics
 from pretext.evaluate.selftrain import self_train as learn_from_unlabelled
 from pretext.models import build_encoder
-from pretext.report.plots import confusion_matrix, embedding_map, training_curves, worst_mistakes
+from pretext.report.plots import (
+    confusion_matrix,
+    embedding_map,
+    neighbour_grid,
+    training_curves,
+    worst_mistakes,
+)
 
 
 def finetune_defaults(
@@ -135,6 +141,7 @@ def finetune_command(
         draw_classifier_pictures(rundir.RunDir(run_dir), classifier, test, cfg, dev)
     result["labels"] = len(train)
     result["from_scratch"] = from_scratch
+    result["settings"] = asdict(cfg)
     log(f"test accuracy {100 * result['test_accuracy']:.2f}%")
     if run_dir is not None:
         key = "finetune_scratch" if from_scratch else "finetune"
@@ -185,8 +192,9 @@ def then_self_train(classifier, every, train, test, cfg, st_cfg, device, result,
 
 def draw_classifier_pictures(run: rundir.RunDir, classifier, test, cfg, device) -> None:
     logits = extract_features(classifier, test.images, preset(cfg.augment), device).cpu()
-    confusion_matrix(logits.argmax(1), test.labels, run.confusion_png)
-    worst_mistakes(test.images, test.labels, logits, run.mistakes_png)
+    names = list(test.classes) if test.classes else None
+    confusion_matrix(logits.argmax(1), test.labels, run.confusion_png, names)
+    worst_mistakes(test.images, test.labels, logits, run.mistakes_png, names=names)
 
 
 @phase
@@ -218,7 +226,9 @@ def evaluate_command(
     test_x = extract_features(encoder, test.images, eval_aug, dev)
     frozen = frozen_metrics(train_x, train.labels, test_x, test.labels, cfg, pre.seed, log)
     rundir.update_metrics(run_dir, **frozen)
-    draw_run_pictures(rundir.RunDir(run_dir), test_x[:2000], test.labels[:2000], pre.seed)
+    shown = slice(0, 2000)
+    pictures = (test_x[shown], test.labels[shown], pre.seed, test.images[shown], train.classes)
+    draw_run_pictures(rundir.RunDir(run_dir), *pictures)
     channels, size = train.images.shape[1], train.images.shape[-1]
     scratch = build_encoder(name, channels, size, seed=pre.seed + 1).to(dev)
     labels = min(cfg.few_labels, len(train))
@@ -227,12 +237,14 @@ def evaluate_command(
         encoder, scratch, train, test, labels, cfg.few_label_seeds, ft, dev, log
     )
     log(few_label_line(few))
+    few["settings"] = {"finetune": asdict(ft), "scratch": asdict(scratch_finetune(ft))}
     return rundir.update_metrics(run_dir, few_labels=few)
 
 
 def frozen_metrics(train_x, train_y, test_x, test_y, cfg: RunConfig, seed: int, log) -> dict:
     """Linear probe, kNN and retrieval on frozen features, as metrics.json records them."""
     probe = linear_probe(train_x, train_y, test_x, test_y, cfg.linear, seed=seed)
+    probe["settings"] = asdict(cfg.linear)
     log(f"linear probe test accuracy {100 * probe['test_accuracy']:.2f}%")
     knn = {
         "k": cfg.knn_k,
@@ -265,9 +277,19 @@ def few_label_line(few: dict) -> str:
 
 
 def draw_run_pictures(
-    run: rundir.RunDir, features: torch.Tensor, labels: torch.Tensor, seed: int
+    run: rundir.RunDir,
+    features: torch.Tensor,
+    labels: torch.Tensor | None,
+    seed: int,
+    images: torch.Tensor,
+    names: tuple[str, ...] | None = None,
 ) -> None:
+    """The pictures of a run's encoder: its training curves (with the fine-tuning's, where
+    it ran), the map of `features` (of `images`), coloured by `labels` where there are any,
+    and the nearest neighbours of a few of the images."""
     history = rundir.read_history(run.root)
     if history:
-        training_curves(history, run.curves_png)
-    embedding_map(features, labels, run.embeddings_png, seed)
+        finetune = rundir.read_metrics(run.root).get("finetune")
+        training_curves(history, run.curves_png, finetune)
+    embedding_map(features, labels, run.embeddings_png, seed, list(names) if names else None)
+    neighbour_grid(images, features, run.neighbours_png)

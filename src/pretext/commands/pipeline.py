@@ -9,13 +9,16 @@ from dataclasses import replace
 import torch
 
 from pretext import distributed, rundir
+from pretext.augment import preset
+from pretext.commands.cluster import cluster_command
 from pretext.commands.common import labelled_splits
-from pretext.commands.finetune import evaluate_command, finetune_command
+from pretext.commands.finetune import draw_run_pictures, evaluate_command, finetune_command
 from pretext.commands.report import augment_grid, report_command
-from pretext.config import RunConfig, check_finetune
+from pretext.config import ClusterConfig, RunConfig, check_finetune, resolve_device
 from pretext.data import load_dataset
 from pretext.data.sources import missing_test_split
 from pretext.errors import PretextError
+from pretext.evaluate import extract_features
 from pretext.train import pretrain
 
 
@@ -41,8 +44,8 @@ def run(cfg: RunConfig, log=print) -> dict:
     )
     train = load_dataset(pre.dataset, "train", pre.data_dir, image_size=pre.image_size)
     if train.labels is None:
-        log("the data set has no labels: pretraining done, nothing to evaluate")
-        return rundir.update_metrics(out.root)
+        log("the data set has no labels: nothing to score; drawing what the encoder learnt")
+        return describe_unlabelled(out, pre, train, started, log)
     splits = labelled_splits(pre.dataset, pre.data_dir, pre.limit_train, pre.image_size, train)
     ft = finetune_command(
         out.root,
@@ -74,3 +77,22 @@ def run(cfg: RunConfig, log=print) -> dict:
         f"see {out.report} (figures in {out.metrics})"
     )
     return metrics
+
+
+def describe_unlabelled(out: rundir.RunDir, pre, train, started: float, log) -> dict:
+    """An unlabelled run's pictures and report: the views, the embedding map and nearest
+    neighbours of (up to 2,000) training images, and clusters found without labels."""
+    dev = resolve_device(pre.device)
+    encoder = rundir.load_encoder(out.root, dev, named=pre.encoder)
+    shown = train.images[:2000]
+    features = extract_features(encoder, shown, preset(pre.augment), dev)
+    draw_run_pictures(out, features, None, pre.seed, shown)
+    if len(train) > 2:  # clusters need neighbours to learn from
+        neighbours = min(ClusterConfig.neighbours, len(train) - 1)
+        cfg = ClusterConfig(neighbours=neighbours, seed=pre.seed)
+        cluster_command(out.root, cfg, device=pre.device, encoder=pre.encoder, log=log)
+    views = dict(seed=pre.seed, image_size=pre.image_size, data=train)
+    augment_grid(pre.dataset, pre.data_dir, out.views_png, pre.augment, **views)
+    rundir.update_metrics(out.root, seconds=round(time.perf_counter() - started, 1))
+    log(f"see {report_command(out.root)}")
+    return rundir.read_metrics(out.root)

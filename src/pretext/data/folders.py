@@ -48,9 +48,25 @@ def split_folder(path: Path, split: str) -> Path:
     return path
 
 
-def folder_entries(path: Path) -> tuple[list[tuple[Path, int]], list[str]]:
-    """(file, label) of every file of a split's folder (label -1 when it has no classes)."""
+def folder_entries(
+    path: Path, named: list[str] | None = None
+) -> tuple[list[tuple[Path, int]], list[str]]:
+    """(file, label) of every file of a split's folder (label -1 when it has no classes).
+    `named`: the training split's classes, which give the labels (a test folder without one
+    of them keeps the others' labels; a class training lacks is refused)."""
     classes = class_folders(path)
+    if named and classes:
+        unknown = sorted(set(classes) - set(named))
+        if unknown:
+            raise PretextError(
+                f"{path}: class folder {unknown[0]!r} is not among the training classes "
+                f"({', '.join(named)})"
+            )
+        labels = {c: named.index(c) for c in classes}
+        entries = [
+            (f, labels[c]) for c in classes for f in sorted((path / c).iterdir()) if f.is_file()
+        ]
+        return entries, list(named)
     if classes:
         entries = [
             (f, i)
@@ -104,7 +120,9 @@ def load_folder(
     each image's shorter side is scaled to it and the centre square kept (no stretching)."""
     folder = split_folder(path, split)
     mode = folder_format(path, image_size)
-    entries, classes = folder_entries(folder)
+    training = split_folder(path, "train")
+    named = class_folders(training) if folder != training else None
+    entries, classes = folder_entries(folder, named)
     arrays, labels, files = [], [], []
     for file, label in entries:
         try:

@@ -11,6 +11,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.backend_bases import FigureCanvasBase  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 from sklearn.manifold import TSNE  # noqa: E402
 
 from pretext.errors import PretextError  # noqa: E402
@@ -58,24 +60,43 @@ def views_grid(columns: list[torch.Tensor], path: Path, title: str) -> Path:
     return save(fig, path)
 
 
-def training_curves(history: list[dict], path: Path) -> Path:
-    """Pretraining loss per epoch, and the online kNN monitor when it ran."""
+def training_curves(history: list[dict], path: Path, finetune: dict | None = None) -> Path:
+    """Pretraining loss per epoch with the online kNN monitor when it ran; beside it, where
+    the run was fine-tuned, the fine-tuning's training accuracy per epoch and its test
+    accuracy."""
+    panels = 2 if finetune and finetune.get("train_accuracy") else 1
+    fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 3.6), squeeze=False)
+    ax = axes[0][0]
     epochs = [row["epoch"] for row in history]
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot(epochs, [row["loss"] for row in history], "o-", color="tab:blue", label="loss")
+    lines = ax.plot(epochs, [row["loss"] for row in history], "o-", color="tab:blue")
+    lines[0].set_label("pretraining loss")
     ax.set_xlabel("epoch")
-    ax.set_ylabel("pretraining loss", color="tab:blue")
+    ax.set_ylabel("loss")
     if any("knn" in row for row in history):
         twin = ax.twinx()
-        twin.plot(
-            epochs,
-            [100 * row.get("knn", float("nan")) for row in history],
-            "s-",
-            color="tab:orange",
-        )
-        twin.set_ylabel("kNN monitor accuracy (%)", color="tab:orange")
+        knn = [100 * row.get("knn", float("nan")) for row in history]
+        lines += twin.plot(epochs, knn, "s-", color="tab:orange", label="kNN monitor accuracy")
+        twin.set_ylabel("accuracy (%)")
+    ax.legend(lines, [line.get_label() for line in lines], fontsize=8, loc="center right")
     ax.set_title("pretraining")
+    if panels == 2:
+        finetune_curve(axes[0][1], finetune)
+    for panel in axes[0]:
+        panel.xaxis.set_major_locator(MaxNLocator(integer=True))
     return save(fig, path)
+
+
+def finetune_curve(ax, finetune: dict) -> None:
+    """Fine-tuning's training accuracy per epoch, and its test accuracy as a marked line."""
+    accuracy = [100 * a for a in finetune["train_accuracy"]]
+    ax.plot(range(1, len(accuracy) + 1), accuracy, "o-", color="tab:green", label="train")
+    if finetune.get("test_accuracy") is not None:
+        test = 100 * finetune["test_accuracy"]
+        ax.axhline(test, color="tab:red", linestyle="--", label=f"test (last epoch) {test:.2f}%")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("accuracy (%)")
+    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title(f"fine-tuning on {finetune.get('labels', 'all')} labels")
 
 
 def study_plot(rows: list[dict], path: Path) -> Path:
@@ -101,45 +122,76 @@ def study_plot(rows: list[dict], path: Path) -> Path:
     return save(fig, path)
 
 
-def confusion_matrix(predicted: torch.Tensor, labels: torch.Tensor, path: Path) -> Path:
+def confusion_matrix(
+    predicted: torch.Tensor, labels: torch.Tensor, path: Path, names: list[str] | None = None
+) -> Path:
+    """Test images by true and predicted class; counts in white on dark cells, black on light
+    ones; classes by name where known."""
     classes = int(max(predicted.max(), labels.max())) + 1
     matrix = torch.zeros(classes, classes, dtype=torch.int64)
     matrix.index_put_((labels, predicted), torch.ones_like(labels), accumulate=True)
-    fig, ax = plt.subplots(figsize=(5, 4.5))
-    ax.imshow(np.log1p(matrix.numpy()), cmap="Blues")
-    for i in range(classes):
-        for j in range(classes):
-            ax.text(j, i, int(matrix[i, j]), ha="center", va="center", fontsize=7)
+    shade = np.log1p(matrix.numpy())
+    side = min(12.0, 2.5 + 0.38 * classes)
+    fig, ax = plt.subplots(figsize=(side + 0.5, side))
+    ax.imshow(shade, cmap="Blues", vmin=0, vmax=max(shade.max(), 1e-9))
+    if classes <= 30:  # beyond that the numbers are not legible at any size
+        for i in range(classes):
+            for j in range(classes):
+                dark = shade[i, j] > 0.55 * shade.max()
+                colour = "white" if dark else "black"
+                ax.text(j, i, int(matrix[i, j]), ha="center", va="center", fontsize=7, color=colour)
+    ticks = [(names[c] if names and c < len(names) else str(c)) for c in range(classes)]
+    ax.set_xticks(range(classes), ticks, rotation=90 if max(map(len, ticks)) > 2 else 0)
+    ax.set_yticks(range(classes), ticks)
+    ax.tick_params(labelsize=7 if classes > 12 else 8)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    ax.set_xticks(range(classes))
-    ax.set_yticks(range(classes))
-    ax.set_title("confusion matrix (test)")
+    ax.set_title("confusion matrix (test images)")
     return save(fig, path)
 
 
 def worst_mistakes(
-    images: torch.Tensor, labels: torch.Tensor, logits: torch.Tensor, path: Path, count: int = 16
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    logits: torch.Tensor,
+    path: Path,
+    count: int = 16,
+    names: list[str] | None = None,
 ) -> Path:
-    """The wrong test predictions made with the highest confidence."""
+    """The wrong test predictions made with the highest confidence, each titled with its true
+    and predicted class and the confidence."""
     probs = logits.softmax(1)
     confidence, predicted = probs.max(1)
     wrong = torch.nonzero(predicted != labels).flatten()
     order = wrong[confidence[wrong].argsort(descending=True)][:count]
     cols = 8
     rows = max(1, (len(order) + cols - 1) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(1.3 * cols, 1.5 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.5 * cols, 2.0 * rows + 0.4), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
+
+    def name(c: int) -> str:
+        return names[c] if names and c < len(names) else str(c)
+
     for ax, i in zip(axes.flat, order.tolist(), strict=False):
         ax.imshow(pixels(images[i]), cmap="gray")
-        ax.set_title(f"{int(labels[i])}→{int(predicted[i])} {confidence[i]:.2f}", fontsize=7)
-    fig.suptitle("most confident mistakes (true→predicted, confidence)", fontsize=9)
+        title = f"true {name(int(labels[i]))}\nsaid {name(int(predicted[i]))} {confidence[i]:.2f}"
+        ax.set_title(title, fontsize=7)
+    if not len(order):
+        axes[0][0].text(0, 0.5, "no mistakes on the test images", fontsize=9)
+    fig.suptitle("most confident mistakes (true class, predicted class, confidence)", fontsize=9)
     return save(fig, path)
 
 
-def embedding_map(features: torch.Tensor, labels: torch.Tensor, path: Path, seed: int = 0) -> Path:
-    """2-D map of embeddings coloured by class: UMAP if installed, else t-SNE."""
+def embedding_map(
+    features: torch.Tensor,
+    labels: torch.Tensor | None,
+    path: Path,
+    seed: int = 0,
+    names: list[str] | None = None,
+) -> Path:
+    """2-D map of embeddings coloured by class (by name where known; one colour without
+    labels): UMAP if installed, else t-SNE."""
     x = features.cpu().numpy()
     try:
         import umap  # type: ignore[import-not-found]
@@ -153,12 +205,23 @@ def embedding_map(features: torch.Tensor, labels: torch.Tensor, path: Path, seed
             n_components=2, init="pca", random_state=seed, perplexity=perplexity
         ).fit_transform(x)
         name = "t-SNE"
-    fig, ax = plt.subplots(figsize=(5.5, 5))
-    points = ax.scatter(xy[:, 0], xy[:, 1], c=labels.numpy(), cmap="tab10", s=3)
-    ax.legend(*points.legend_elements(), fontsize=7, loc="best", markerscale=0.8)
+    fig, ax = plt.subplots(figsize=(6.5, 5))
+    if labels is None:
+        ax.scatter(xy[:, 0], xy[:, 1], s=3, color="tab:blue")
+    else:
+        classes = int(labels.max()) + 1
+        cmap = "tab10" if classes <= 10 else "tab20" if classes <= 20 else "turbo"
+        points = ax.scatter(xy[:, 0], xy[:, 1], c=labels.numpy(), cmap=cmap, s=3)
+        if classes <= 20:
+            shown = [names[c] if names and c < len(names) else str(c) for c in range(classes)]
+            handles = [
+                Line2D([], [], marker="o", linestyle="", color=points.cmap(points.norm(c)))
+                for c in range(classes)
+            ]
+            ax.legend(handles, shown, fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
     ax.set_xticks([])
     ax.set_yticks([])
-    ax.set_title(f"{name} of {len(x)} test embeddings")
+    ax.set_title(f"{name} of {len(x)} embeddings")
     return save(fig, path)
 
 
@@ -202,4 +265,33 @@ def cluster_grid(
             ax.imshow(pixels(images[i]), cmap="gray")
         title = f"cluster {c}: {len(members)}" + (f" ({names[c]})" if names else "")
         axes[c][0].set_title(title, fontsize=7, loc="left")
+    return save(fig, path)
+
+
+def neighbour_grid(
+    images: torch.Tensor, features: torch.Tensor, path: Path, queries: int = 8, shown: int = 8
+) -> Path:
+    """Rows of a query image (first column, framed) and its nearest other images by cosine
+    similarity of `features`: what the encoder calls alike, with or without labels."""
+    unit = torch.nn.functional.normalize(features.float(), dim=1)
+    picks = torch.linspace(0, len(images) - 1, min(queries, len(images))).round().long()
+    sims = unit[picks] @ unit.T
+    sims[torch.arange(len(picks)), picks] = -2.0  # never an image's own neighbour
+    nearest = sims.topk(min(shown, len(images) - 1), dim=1).indices
+    cols = 1 + nearest.shape[1]
+    fig, axes = plt.subplots(
+        len(picks), cols, figsize=(1.0 * cols, 1.05 * len(picks)), squeeze=False
+    )
+    for row, (query, others) in enumerate(zip(picks.tolist(), nearest.tolist(), strict=True)):
+        for col, i in enumerate([query, *others]):
+            ax = axes[row][col]
+            ax.imshow(pixels(images[i]), cmap="gray")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(col == 0)
+                spine.set_color("tab:red")
+                spine.set_linewidth(2)
+    axes[0][0].set_title("query", fontsize=7)
+    axes[0][1].set_title("nearest →", fontsize=7, loc="left")
     return save(fig, path)
