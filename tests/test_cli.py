@@ -192,7 +192,7 @@ def test_a_run_works_from_any_directory(tiny_data, tmp_path, monkeypatch, capsys
     assert main(["embed", "--out", "."]) == 0
     monkeypatch.chdir(tmp_path / "run" / "index")
     assert main(["search", "--index-dir", ".", "--query", "0", "-k", "2"]) == 0
-    assert "# 1  index" in capsys.readouterr().out
+    assert "# 1  1.000  0           mnist train #0" in capsys.readouterr().out
 
 
 def test_a_runs_config_json_repeats_it(tiny_data, tmp_path, capsys):
