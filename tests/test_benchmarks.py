@@ -105,3 +105,15 @@ def test_few_label_validation_benchmark_runs_and_prints_json(pretrained_run):
     differences = [a - b for a, b in pairs]
     assert abs(row["gain"]["mean"] - sum(differences) / 2) < 1e-9
     assert row["gain"]["low"] <= row["gain"]["mean"] <= row["gain"]["high"]
+
+
+def test_cache_benchmark_runs_and_prints_json():
+    report = run_benchmark(
+        "cache.py", "--images", "40", "--small", "20", "--side", "32", "--steps", "2",
+        "--batch-size", "8", "--threads", "1",
+    )  # fmt: skip
+    assert report["images"] == 40 and report["cache_mib"] > 0
+    for key in ("cache", "cache_first_20", "memory"):
+        assert report[f"{key}_steps_per_second"] > 0 and report[f"{key}_peak_rss_anon_mib"] > 0
+    ratio = report["cache_steps_per_second"] / report["memory_steps_per_second"]
+    assert abs(report["cache_vs_memory"] - ratio) < 0.01

@@ -12,6 +12,17 @@ from pretext.config import ClusterConfig, SelfTrainConfig, override
 from pretext.errors import PretextError
 
 
+def cmd_prepare(args) -> None:
+    commands.prepare_command(
+        args.source,
+        args.out,
+        args.image_size,
+        args.data_dir,
+        args.workers,
+        skip_bad_files=not args.refuse_bad_files,
+    )
+
+
 def cmd_pretrain(args) -> None:
     cfg = run_config(args).pretrain
     with rundir.writer_lock(cfg.out, create=True):

@@ -23,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"pretext {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
+    add_prepare_command(sub)
     add_training_commands(sub)
     add_finetune_command(sub)
     add_evaluation_commands(sub)
@@ -155,6 +156,27 @@ def add_evaluation_commands(sub) -> None:
         "images (finetune+self, and its control scratch+self; default 0: off)",
     )
     p.set_defaults(func=handlers.cmd_study)
+
+
+def add_prepare_command(sub) -> None:
+    p = sub.add_parser("prepare", help="decode a data set once into a cache read from disk")
+    p.add_argument("source", help="a folder of images, an .npz or a named data set")
+    p.add_argument("--out", required=True, help="the cache folder (CACHE_DIR)")
+    p.add_argument(
+        "--image-size",
+        type=int,
+        default=None,
+        help="each image's shorter side scaled to S, centre square kept (needed for a folder; "
+        "default: as stored)",
+    )
+    p.add_argument("--data-dir", default=None, help="default: $PRETEXT_DATA_DIR, ~/.cache/pretext")
+    p.add_argument("--workers", type=int, default=1, help="decoding processes (default 1)")
+    p.add_argument(
+        "--refuse-bad-files",
+        action="store_true",
+        help="stop at an unreadable image instead of skipping it",
+    )
+    p.set_defaults(func=handlers.cmd_prepare)
 
 
 def add_unlabelled_commands(sub) -> None:

@@ -16,10 +16,10 @@ from pretext.augment import preset
 from pretext.checkpoint import write_json, write_npz
 from pretext.config import resolve_device
 from pretext.data import ImageSet, load_dataset
-from pretext.data.folders import centre_square
 from pretext.data.sources import portable
 from pretext.errors import PretextError
 from pretext.evaluate import extract_features
+from pretext.imagefile import centre_square
 from pretext.report.plots import picture_path, retrieval_strip
 
 STRIP_NEIGHBOURS = 20

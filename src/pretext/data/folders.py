@@ -8,34 +8,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 
 from pretext.data.imageset import ImageSet, to_nchw_uint8
 from pretext.errors import PretextError
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
-
-
-def centre_square(img, size: int):
-    """A PIL image scaled so that its shorter side is `size`, then cropped to the centre
-    size x size square (the usual resize-then-centre-crop of image pipelines)."""
-    width, height = img.size
-    scale = size / min(width, height)
-    w, h = max(size, round(width * scale)), max(size, round(height * scale))
-    left, top = (w - size) // 2, (h - size) // 2
-    return img.resize((w, h)).crop((left, top, left + size, top + size))
+from pretext.imagefile import BAD_IMAGE, GRAY_MODES, IMAGE_SUFFIXES, decode, header
 
 
 def class_folders(path: Path) -> list[str]:
     """The class sub-folders of an image folder, sorted (label i is the i-th); the split
     folders train/ and test/ are not classes."""
     return sorted(p.name for p in path.iterdir() if p.is_dir() and p.name not in ("train", "test"))
-
-
-# Larger images are bad files, not a traceback (PIL refuses twice its own limit as a bomb).
-MAX_PIXELS = 16384 * 16384
-GRAY_MODES = ("1", "L", "LA", "I", "I;16", "F")
-BAD_IMAGE = (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError)
 
 
 def split_folder(path: Path, split: str) -> Path:
@@ -79,14 +61,6 @@ def folder_entries(
     return entries, classes
 
 
-def header(file: Path) -> tuple[str, tuple[int, int]]:
-    """An image file's mode and size, read without decoding it (bad files raise BAD_IMAGE)."""
-    with Image.open(file) as img:
-        if img.width * img.height > MAX_PIXELS:
-            raise ValueError(f"{img.width} x {img.height} pixels is over the limit of {MAX_PIXELS}")
-        return img.mode, img.size
-
-
 def folder_format(root: Path, image_size: int | None) -> str:
     """The one mode of a folder data set, train and test alike: "RGB" if any image is in
     colour, else "L". Without `image_size`, every image must have the same size: two that
@@ -126,10 +100,7 @@ def load_folder(
     arrays, labels, files = [], [], []
     for file, label in entries:
         try:
-            header(file)
-            with Image.open(file) as img:
-                img = img.convert(mode)
-                arrays.append(np.asarray(centre_square(img, image_size) if image_size else img))
+            arrays.append(decode(file, mode, image_size))
             labels.append(label)
             files.append(str(file))
         except BAD_IMAGE as exc:

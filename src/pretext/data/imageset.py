@@ -15,13 +15,15 @@ from pretext.errors import PretextError
 @dataclass(frozen=True)
 class ImageSet:
     """Images (uint8, N x C x H x W) with optional labels (int64, N); `files`, where the images
-    came from files, each one's path; `classes`, where known, the name of each label."""
+    came from files, each one's path; `classes`, where known, the name of each label;
+    `on_disk`, images over a memory-mapped cache (pretext.data.cache)."""
 
     images: torch.Tensor
     labels: torch.Tensor | None
     name: str = ""
     files: tuple[str, ...] | None = None
     classes: tuple[str, ...] | None = None
+    on_disk: bool = False  # images map a prepared cache's file: batches are read from disk
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.images.dim() != 4:
@@ -64,7 +66,9 @@ class ImageSet:
             return self
         if n < 1:
             raise PretextError(f"--limit-train must be >= 1, got {n}")
-        return self.subset(torch.arange(n))
+        labels = None if self.labels is None else self.labels[:n]
+        files = None if self.files is None else self.files[:n]
+        return replace(self, images=self.images[:n], labels=labels, files=files)  # a view
 
 
 def to_nchw_uint8(images: np.ndarray, origin: Path) -> torch.Tensor:

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from sklearn.datasets import load_digits
 
+from pretext.data.cache import cache_info, is_cache, load_cache
 from pretext.data.colour_sets import COLOUR_SETS, load_colour_set
 from pretext.data.folders import class_folders, load_folder
 from pretext.data.idx import read_idx_pair
@@ -327,6 +328,10 @@ def missing_test_split(name_or_path: str | Path) -> str | None:
             return None  # load_dataset says what is wrong with the file
         if "labels" in keys and "test_images" not in keys:
             return f"{path} has labels but no test split (arrays test_images, test_labels)"
+    elif path.is_dir() and is_cache(path):
+        info = cache_info(path)
+        if info.get("labelled") and "test" not in info["splits"]:
+            return f"{path}: a cache with labels but no test split (prepare one with test/)"
     elif path.is_dir() and not (path / "test").is_dir():
         if class_folders(path / "train" if (path / "train").is_dir() else path):
             return (
@@ -367,6 +372,8 @@ def load_dataset(
         data = load_digits_set(split)
     elif path.suffix == ".npz" and path.is_file():
         data = load_npz(path, split)
+    elif path.is_dir() and is_cache(path):  # prepared once: read from disk batch by batch
+        return load_cache(path, split, image_size)
     elif path.is_dir():  # resized while read: each image keeps its shape (centre square)
         return load_folder(path, split, skip_bad_files, image_size)
     elif path.exists():

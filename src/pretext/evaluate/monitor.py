@@ -40,8 +40,8 @@ def knn_monitor(
     def score() -> float:
         if len(queries) == 0:
             return float("nan")
-        bank_x = extract_features(encoder, images[bank.to(device)], aug, device)
-        query_x = extract_features(encoder, images[queries.to(device)], aug, device)
+        bank_x = extract_features(encoder, images[bank.to(images.device)], aug, device)
+        query_x = extract_features(encoder, images[queries.to(images.device)], aug, device)
         return knn_accuracy(bank_x, labels[bank], query_x, labels[queries])
 
     return score

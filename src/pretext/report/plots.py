@@ -93,6 +93,8 @@ def finetune_curve(ax, finetune: dict) -> None:
     if finetune.get("test_accuracy") is not None:
         test = 100 * finetune["test_accuracy"]
         ax.axhline(test, color="tab:red", linestyle="--", label=f"test (last epoch) {test:.2f}%")
+        low, high = min(*accuracy, test), max(*accuracy, test)
+        ax.set_ylim(low - 0.08 * (high - low + 0.1), high + 0.08 * (high - low + 0.1))
     ax.set_xlabel("epoch")
     ax.set_ylabel("accuracy (%)")
     ax.legend(fontsize=8, loc="lower right")

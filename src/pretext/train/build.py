@@ -26,7 +26,7 @@ class Pretraining:
 
     cfg: PretrainConfig  # as given, with the method's own options filled in
     data: ImageSet
-    images: torch.Tensor  # data.images on the device
+    images: torch.Tensor  # data.images on the device (a cache's stay on disk)
     method: SSLMethod
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
@@ -82,7 +82,7 @@ def build(cfg: PretrainConfig, ctx: Context, device: torch.device) -> Pretrainin
     return Pretraining(
         cfg=cfg,
         data=data,
-        images=data.images.to(device),
+        images=data.images if data.on_disk else data.images.to(device),  # a cache streams
         method=method,
         model=model,
         optimizer=build_optimizer(cfg, method.parameters()),

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass, field
 
 import torch
 
 from pretext.augment import Augmentation, make_views
 from pretext.data import epoch_order, shard
+from pretext.data.stream import batch_feed
 from pretext.errors import PretextError
 from pretext.loop import descend, scheduled_lr, set_lr
 from pretext.progress import step_bar
@@ -83,30 +85,32 @@ def fit_epoch(p: Pretraining, epoch: int, progress: Progress, save, shown: dict)
     The loss stays on the device: the host reads it every --log-every steps only."""
     cfg, per_epoch = p.cfg, p.steps_per_epoch
     order = epoch_order(len(p.data), cfg.seed, epoch)
-    mine = shard(order, p.ctx.rank, p.ctx.world_size, cfg.batch_size).to(p.device)
+    mine = shard(order, p.ctx.rank, p.ctx.world_size, cfg.batch_size)
     loss_sum = torch.tensor(progress.loss_sum, device=p.device, dtype=torch.float64)
     first_bad = torch.tensor(-1, device=p.device)
     seconds_before, started = progress.seconds, time.perf_counter()
     warmup = int(cfg.warmup_epochs * per_epoch)
     first = progress.step - epoch * per_epoch
     bar = step_bar(range(first, per_epoch), f"epoch {epoch + 1}/{cfg.epochs}", p.ctx.is_main)
-    for i in bar:
-        step = progress.step
-        set_lr(p.optimizer, scheduled_lr(cfg.lr, step, p.total_steps, warmup, cfg.schedule))
-        batch = p.images.index_select(0, mine[i * cfg.batch_size : (i + 1) * cfg.batch_size])
-        loss = pretrain_step(p.model, p.optimizer, batch, p.aug, p.generator, cfg.bf16)
-        p.method.after_step((step + 1) / p.total_steps)
-        loss_sum += loss
-        first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss), step, first_bad)
-        progress.step = step + 1
-        if progress.step % cfg.log_every == 0 or i == per_epoch - 1:
-            check_finite(first_bad)
-            bar.set_postfix(loss=f"{loss.item():.4f}", **shown)
-        if cfg.checkpoint_every and progress.step % cfg.checkpoint_every == 0 and i < per_epoch - 1:
-            check_finite(first_bad)
-            progress.loss_sum = loss_sum.item()
-            progress.seconds = seconds_before + time.perf_counter() - started
-            save(progress, False)
+    feed = batch_feed(p.images, mine, cfg.batch_size, first, per_epoch, p.device, p.data.on_disk)
+    with closing(feed):  # a cache's gatherer stops with the epoch, however it ends
+        for i, batch in zip(bar, feed, strict=True):
+            step = progress.step
+            set_lr(p.optimizer, scheduled_lr(cfg.lr, step, p.total_steps, warmup, cfg.schedule))
+            loss = pretrain_step(p.model, p.optimizer, batch, p.aug, p.generator, cfg.bf16)
+            p.method.after_step((step + 1) / p.total_steps)
+            loss_sum += loss
+            first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss), step, first_bad)
+            progress.step = step + 1
+            if progress.step % cfg.log_every == 0 or i == per_epoch - 1:
+                check_finite(first_bad)
+                bar.set_postfix(loss=f"{loss.item():.4f}", **shown)
+            if cfg.checkpoint_every and progress.step % cfg.checkpoint_every == 0:
+                if i < per_epoch - 1:
+                    check_finite(first_bad)
+                    progress.loss_sum = loss_sum.item()
+                    progress.seconds = seconds_before + time.perf_counter() - started
+                    save(progress, False)
     bar.close()
     progress.loss_sum = loss_sum.item()
     progress.seconds = seconds_before + time.perf_counter() - started
