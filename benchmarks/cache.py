@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shutil
 import tempfile
@@ -107,7 +108,8 @@ def main() -> None:
 
 def measure(args, work: Path) -> dict:
     folder = work / "photos"
-    result = {"images": args.images, "side": args.side, "machine": platform.processor()}
+    machine = f"{platform.machine()}, {os.cpu_count()} cores"
+    result = {"images": args.images, "side": args.side, "machine": machine}
     result["generate_seconds"] = round(make_folder(folder, args.images, args.side), 1)
     for workers in (1, 2):
         started = time.perf_counter()

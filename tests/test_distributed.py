@@ -100,3 +100,25 @@ def test_single_process_gather_is_identity():
 
     x = torch.randn(3, 2)
     assert gather_with_grad(x) is x
+
+
+def test_torchrun_reads_its_shards_from_a_cache_as_from_memory(tiny_data, tmp_path):
+    from pretext.commands import prepare_command
+
+    prepare_command("mnist", tmp_path / "cache", data_dir=tiny_data, log=lambda *_: None)
+    env = {**os.environ, "PRETEXT_NO_DOWNLOAD": "1", "OMP_NUM_THREADS": "1"}
+    losses = []
+    for name, source in (
+        ("memory", ["--data-dir", str(tiny_data)]),
+        ("cache", ["--dataset", str(tmp_path / "cache")]),
+    ):
+        command = [
+            sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+            "-m", "pretext", "pretrain", *source, "--out", str(tmp_path / name), "--epochs", "2",
+            "--batch-size", "8", "--threads", "1",
+        ]  # fmt: skip
+        result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+        assert result.returncode == 0, result.stderr[-2000:]
+        rows = (tmp_path / name / "metrics.jsonl").read_text().splitlines()
+        losses.append([json.loads(row)["loss"] for row in rows])
+    assert losses[0] == losses[1] and len(losses[0]) == 2

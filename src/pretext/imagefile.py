@@ -28,16 +28,20 @@ def centre_square(img, size: int):
 def header(file: Path) -> tuple[str, tuple[int, int]]:
     """An image file's mode and size, read without decoding it (bad files raise BAD_IMAGE)."""
     with Image.open(file) as img:
-        if img.width * img.height > MAX_PIXELS:
-            raise ValueError(f"{img.width} x {img.height} pixels is over the limit of {MAX_PIXELS}")
+        check_size(img)
         return img.mode, img.size
+
+
+def check_size(img) -> None:
+    if img.width * img.height > MAX_PIXELS:
+        raise ValueError(f"{img.width} x {img.height} pixels is over the limit of {MAX_PIXELS}")
 
 
 def decode(file: Path, mode: str, size: int | None) -> np.ndarray:
     """The file's pixels in `mode` ("L" or "RGB"), centre-squared to `size` where given, as
     H x W (gray) or H x W x 3 uint8; bad files raise BAD_IMAGE."""
-    header(file)
     with Image.open(file) as img:
+        check_size(img)
         img = img.convert(mode)
         return np.asarray(centre_square(img, size) if size else img)
 

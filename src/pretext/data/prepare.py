@@ -148,16 +148,19 @@ def skip_or_refuse(path: str, why: str, skip_bad: bool) -> None:
 
 
 def channel_stats(pixels: np.ndarray) -> tuple[list[float], list[float]]:
-    """Per-channel mean and std of uint8 N x C x H x W pixels in [0, 1], a chunk at a time."""
+    """Per-channel mean and std of uint8 N x C x H x W pixels in [0, 1], a chunk at a time
+    (sums of the bytes and their squares, exact in integers)."""
     channels = pixels.shape[1]
-    total, squares, count = np.zeros(channels), np.zeros(channels), 0
+    total = np.zeros(channels, dtype=np.uint64)
+    squares = np.zeros(channels, dtype=np.uint64)
     for start in range(0, len(pixels), 1024):
-        chunk = pixels[start : start + 1024].astype(np.float64) / 255.0
-        total += chunk.sum(axis=(0, 2, 3))
-        squares += np.square(chunk).sum(axis=(0, 2, 3))
-        count += chunk.shape[0] * chunk.shape[2] * chunk.shape[3]
-    mean = total / max(count, 1)
-    std = np.sqrt(np.maximum(squares / max(count, 1) - np.square(mean), 0.0))
+        chunk = pixels[start : start + 1024]
+        total += chunk.sum(axis=(0, 2, 3), dtype=np.uint64)
+        wide = chunk.astype(np.uint32)
+        squares += np.einsum("nchw,nchw->c", wide, wide, dtype=np.uint64)
+    count = max(1, len(pixels) * pixels.shape[2] * pixels.shape[3])
+    mean = total / count / 255.0
+    std = np.sqrt(np.maximum(squares / count / 255.0**2 - np.square(mean), 0.0))
     return [round(float(m), 6) for m in mean], [round(float(s), 6) for s in std]
 
 

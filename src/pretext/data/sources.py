@@ -96,17 +96,8 @@ NAMED_SETS = {
         num_classes=10,
         mirrors=("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
         system_dirs=("/usr/share/datasets/fashion-mnist",),
-        classes=(
-            "T-shirt/top",
-            "Trouser",
-            "Pullover",
-            "Dress",
-            "Coat",
-            "Sandal",
-            "Shirt",
-            "Sneaker",
-            "Bag",
-            "Ankle boot",
+        classes=tuple(
+            "T-shirt/top,Trouser,Pullover,Dress,Coat,Sandal,Shirt,Sneaker,Bag,Ankle boot".split(",")
         ),
     ),
 }
