@@ -36,12 +36,13 @@ def cluster_command(
     limit_train: int | None = None,
     encoder: str | None = None,
     log=print,
+    train: ImageSet | None = None,
 ) -> dict:
     """Group a run's training images into clusters -> clusters.npz (the cluster and confidence
     of every train and test image), clusters.png, checkpoints/clusters.pt and "clustering" in
     metrics.json. Each cluster is matched to a class on the training labels, where there are
     any, and accuracy is measured on test. `limit_train` (default: the run's own) clusters the
-    first N training images."""
+    first N training images; `train`: the training split, already loaded."""
     run = rundir.RunDir(run_dir)
     pre = rundir.pretrain_config(run_dir)
     cfg = cfg or ClusterConfig()
@@ -50,7 +51,8 @@ def cluster_command(
     dataset, data_dir = dataset or pre.dataset, data_dir or pre.data_dir
     check_cluster_config(cfg)
     dev = resolve_device(device)
-    train = load_dataset(dataset, "train", data_dir, image_size=pre.image_size)
+    if train is None:
+        train = load_dataset(dataset, "train", data_dir, image_size=pre.image_size)
     train = train.first(limit_train or pre.limit_train)
     if cfg.neighbours >= len(train):
         raise PretextError(f"--neighbours {cfg.neighbours}: the data has {len(train)} images")

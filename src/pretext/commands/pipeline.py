@@ -90,7 +90,7 @@ def describe_unlabelled(out: rundir.RunDir, pre, train, started: float, log) -> 
     if len(train) > 2:  # clusters need neighbours to learn from
         neighbours = min(ClusterConfig.neighbours, len(train) - 1)
         cfg = ClusterConfig(neighbours=neighbours, seed=pre.seed)
-        cluster_command(out.root, cfg, device=pre.device, encoder=pre.encoder, log=log)
+        cluster_command(out.root, cfg, device=pre.device, encoder=pre.encoder, log=log, train=train)
     views = dict(seed=pre.seed, image_size=pre.image_size, data=train)
     augment_grid(pre.dataset, pre.data_dir, out.views_png, pre.augment, **views)
     rundir.update_metrics(out.root, seconds=round(time.perf_counter() - started, 1))

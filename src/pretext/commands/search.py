@@ -25,12 +25,14 @@ from pretext.report.plots import picture_path, retrieval_strip
 STRIP_NEIGHBOURS = 20
 
 
-def image_sources(data: ImageSet, dataset: str, split: str) -> list[str]:
-    """Where each image came from, as a person finds it again: its file, or the data set,
+def image_source(data: ImageSet, dataset: str, split: str, index: int) -> str:
+    """Where image `index` came from, as a person finds it again: its file, or the data set,
     split and position."""
-    if data.files is not None:
-        return list(data.files)
-    return [f"{portable(dataset)} {split} #{i}" for i in range(len(data))]
+    return data.files[index] if data.files else f"{portable(dataset)} {split} #{index}"
+
+
+def image_sources(data: ImageSet, dataset: str, split: str) -> list[str]:
+    return [image_source(data, dataset, split, i) for i in range(len(data))]
 
 
 def embed_command(
@@ -154,7 +156,7 @@ def query_image(
         if index >= len(data):
             raise PretextError(f"--query {query}: the {split} split has {len(data)} images")
         label = -1 if data.labels is None else int(data.labels[index])
-        source = data.files[index] if data.files else f"{meta['dataset']} {split} #{index}"
+        source = image_source(data, meta["dataset"], split, index)
         return data.images[index], f"{source} ({data.class_name(label)})"
     path = Path(query)
     if not path.is_file():

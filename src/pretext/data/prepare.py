@@ -22,8 +22,9 @@ import numpy as np
 
 from pretext.checkpoint import write_json
 from pretext.data.cache import FORMAT, cache_info, is_cache, mapped_pixels, split_rows
+from pretext.data.colour_sets import COLOUR_SETS
 from pretext.data.folders import class_folders, folder_entries, folder_format, split_folder
-from pretext.data.sources import load_dataset
+from pretext.data.sources import NAMED_SETS, load_dataset
 from pretext.errors import PretextError
 from pretext.imagefile import IMAGE_SUFFIXES, decode_chw
 from pretext.progress import step_bar
@@ -167,7 +168,7 @@ def channel_stats(pixels: np.ndarray) -> tuple[list[float], list[float]]:
 def commit_split(root: Path, split: str, rows: dict) -> None:
     """The split's row table replaces the old one (the switch is atomic), then the old data
     file and the journal go."""
-    before = split_rows(root, split) if (root / f"{split}.json").is_file() else None
+    before = split_rows(root, split)
     write_json(root / f"{split}.json", rows)
     if before and before["data"] != rows["data"]:
         (root / before["data"]).unlink(missing_ok=True)
@@ -222,18 +223,30 @@ def cache_record(source, size, shape, classes, splits, mean, std) -> dict:
     }
 
 
+def splits_of(name_or_path: str | Path) -> tuple[str, ...]:
+    """The splits a named set or an .npz has (what `pretext prepare` copies)."""
+    key = str(name_or_path)
+    if key in NAMED_SETS:
+        return tuple(NAMED_SETS[key].files)
+    if key in COLOUR_SETS:
+        return tuple(COLOUR_SETS[key].splits)
+    path = Path(key).expanduser()
+    if path.suffix == ".npz" and path.is_file():
+        try:
+            with np.load(path) as archive:
+                return ("train", "test") if "test_images" in archive.files else ("train",)
+        except (OSError, ValueError):
+            return ("train",)  # load_dataset says what is wrong with the file
+    return ("train", "test")  # digits; anything else is refused by load_dataset
+
+
 def prepare_loaded(name: str, root: Path, size: int | None, data_dir, log) -> dict:
     """A named set or an .npz, loaded (and resized) as every command loads it, into the cache
-    at `root`; returns cache.json. Splits the source lacks are left out."""
+    at `root`; returns cache.json, with every split the source has."""
     root.mkdir(parents=True, exist_ok=True)
     splits, record = [], None
-    for split in ("train", "test", "unlabeled"):
-        try:
-            data = load_dataset(name, split, data_dir, image_size=size)
-        except PretextError:
-            if split == "train":
-                raise
-            continue
+    for split in splits_of(name):  # a split that exists but cannot be read is an error
+        data = load_dataset(name, split, data_dir, image_size=size)
         pixels = data.images.numpy()
         part = root / f".{split}-{secrets.token_hex(4)}.part"
         pixels.tofile(part)

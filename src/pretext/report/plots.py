@@ -44,6 +44,11 @@ def pixels(image: torch.Tensor) -> np.ndarray:
     return image.permute(1, 2, 0).squeeze(-1).numpy()
 
 
+def class_name(names: list[str] | None, label: int) -> str:
+    """A label as the pictures show it: its class name where known, else the number."""
+    return names[label] if names and label < len(names) else str(label)
+
+
 def views_grid(columns: list[torch.Tensor], path: Path, title: str) -> Path:
     """Images in [0, 1] as a grid: column c holds `columns[c]`, the first the originals."""
     rows = len(columns[0])
@@ -142,7 +147,7 @@ def confusion_matrix(
                 dark = shade[i, j] > 0.55 * shade.max()
                 colour = "white" if dark else "black"
                 ax.text(j, i, int(matrix[i, j]), ha="center", va="center", fontsize=7, color=colour)
-    ticks = [(names[c] if names and c < len(names) else str(c)) for c in range(classes)]
+    ticks = [class_name(names, c) for c in range(classes)]
     ax.set_xticks(range(classes), ticks, rotation=90 if max(map(len, ticks)) > 2 else 0)
     ax.set_yticks(range(classes), ticks)
     ax.tick_params(labelsize=7 if classes > 12 else 8)
@@ -172,12 +177,10 @@ def worst_mistakes(
     for ax in axes.flat:
         ax.axis("off")
 
-    def name(c: int) -> str:
-        return names[c] if names and c < len(names) else str(c)
-
     for ax, i in zip(axes.flat, order.tolist(), strict=False):
         ax.imshow(pixels(images[i]), cmap="gray")
-        title = f"true {name(int(labels[i]))}\nsaid {name(int(predicted[i]))} {confidence[i]:.2f}"
+        true, said = class_name(names, int(labels[i])), class_name(names, int(predicted[i]))
+        title = f"true {true}\nsaid {said} {confidence[i]:.2f}"
         ax.set_title(title, fontsize=7)
     if not len(order):
         axes[0][0].text(0, 0.5, "no mistakes on the test images", fontsize=9)
@@ -215,7 +218,7 @@ def embedding_map(
         cmap = "tab10" if classes <= 10 else "tab20" if classes <= 20 else "turbo"
         points = ax.scatter(xy[:, 0], xy[:, 1], c=labels.numpy(), cmap=cmap, s=3)
         if classes <= 20:
-            shown = [names[c] if names and c < len(names) else str(c) for c in range(classes)]
+            shown = [class_name(names, c) for c in range(classes)]
             handles = [
                 Line2D([], [], marker="o", linestyle="", color=points.cmap(points.norm(c)))
                 for c in range(classes)
