@@ -93,6 +93,6 @@ def describe_unlabelled(out: rundir.RunDir, pre, train, started: float, log) -> 
         cluster_command(out.root, cfg, device=pre.device, encoder=pre.encoder, log=log, train=train)
     views = dict(seed=pre.seed, image_size=pre.image_size, data=train)
     augment_grid(pre.dataset, pre.data_dir, out.views_png, pre.augment, **views)
-    rundir.update_metrics(out.root, seconds=round(time.perf_counter() - started, 1))
+    metrics = rundir.update_metrics(out.root, seconds=round(time.perf_counter() - started, 1))
     log(f"see {report_command(out.root)}")
-    return rundir.read_metrics(out.root)
+    return metrics
