@@ -65,28 +65,19 @@ def test_epoch_ratio_benchmark_runs_and_prints_json():
     assert abs(ratio - expected) < 0.01 * expected
 
 
-def test_self_training_benchmark_runs_and_prints_json(tiny_data, tmp_path):
-    from pretext.config import PretrainConfig
-    from pretext.train import pretrain
-
-    run_dir = tmp_path / "run"
-    cfg = PretrainConfig(
-        data_dir=str(tiny_data), out=str(run_dir), epochs=1, batch_size=16, threads=1,
-        knn_monitor=0,
-    )  # fmt: skip
-    pretrain(cfg)
+def test_semi_benchmark_runs_and_prints_json(pretrained_run):
     report = run_benchmark(
-        "self_training.py",
-        "--run", str(run_dir),
-        "--labels", "10", "--seeds", "1", "--epochs", "1", "--min-steps", "2",
-        "--threads", "1",
+        "semi.py",
+        "--run", str(pretrained_run),
+        "--labels", "20", "--seeds", "1", "--epochs", "1", "--threads", "1",
     )  # fmt: skip
     assert report["train"] + report["validation"] == 64 and report["validation"] == 10
-    (seed,) = report["seeds"]
-    for arm in ("pretrained", "scratch"):
-        for key in ("finetuned", "self_trained", "confident"):
-            assert 0 <= seed[arm][key] <= 1
-        assert report["mean"][f"{arm}_self_trained"] == seed[arm]["self_trained"]
+    (row,) = report["rows"]
+    assert row["labels"] == 20 and report["cluster_seconds"] > 0
+    for start in ("clusters", "encoder", "scratch"):
+        for key in ("start", "semi", "confident"):
+            assert 0 <= row[start][key] <= 1
+        assert row[start]["seconds"] > 0
 
 
 def test_few_label_validation_benchmark_runs_and_prints_json(pretrained_run):

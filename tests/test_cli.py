@@ -112,15 +112,19 @@ def test_pretrain_then_finetune_and_scratch_through_the_cli(tiny_data, tmp_path,
     assert main(["finetune", *common, "--from-scratch", "--out", str(out), "--epochs", "1"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["finetune"]["labels"] == 20 and metrics["finetune_scratch"]["from_scratch"]
-    assert "self_training" not in metrics["finetune"]
-    again = ["finetune", *common, "--out", str(out), "--epochs", "1", "--labels", "20"]
-    assert main([*again, "--min-steps", "0", "--self-train", "1"]) == 0
-    assert "self-train epoch 1/1" in capsys.readouterr().out
+    assert "semi" not in metrics["finetune"]
+    again = ["finetune", *common, "--out", str(out), "--labels", "20", "--semi"]
+    assert main([*again, "--semi-epochs", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "clustering" in printed and "semi epoch 1/1" in printed
     tuned = json.loads((out / "metrics.json").read_text())["finetune"]
-    assert tuned["self_training"]["epochs"] == 1 and 0 <= tuned["self_training"]["confident"] <= 1
-    assert 0 <= tuned["finetuned_test_accuracy"] <= 1 and 0 <= tuned["test_accuracy"] <= 1
-    assert main([*again, "--self-train", "-1"]) != 0
-    assert "--self-train needs at least 1 pass" in capsys.readouterr().err
+    assert tuned["semi"]["epochs"] == 1 and 0 <= tuned["semi"]["confident"] <= 1
+    assert tuned["labels"] == 20 and 0 <= tuned["test_accuracy"] <= 1
+    assert main([*again, "--semi-epochs", "0"]) != 0
+    assert "--semi-epochs must be >= 1" in capsys.readouterr().err
+    assert main(["finetune", *common, "--out", str(out), "--semi"]) != 0
+    assert "--semi needs --labels N" in capsys.readouterr().err
+    assert json.loads((out / "metrics.json").read_text())["finetune"] == tuned  # kept
 
 
 def test_existing_run_is_not_overwritten(tiny_data, tmp_path, capsys):

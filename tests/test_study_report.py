@@ -22,7 +22,8 @@ def test_study_writes_rows_table_and_plot(pretrained_run):
     assert len(rows) == 8
     assert {r["method"] for r in rows} == {"linear", "finetune", "knn", "scratch"}
     for row in rows:
-        assert set(row) == {"labels", "method", "mean", "std", "seeds", "values"}
+        assert set(row) == {"labels", "method", "mean", "std", "seeds", "values", "seconds"}
+        assert len(row["seconds"]) == 2 and min(row["seconds"]) >= 0
         assert row["seeds"] == 2 and 0.0 <= row["mean"] <= 1.0 and row["std"] >= 0.0
         assert len(row["values"]) == 2 and row["mean"] == pytest.approx(sum(row["values"]) / 2)
     assert json.loads((pretrained_run / "study.json").read_text()) == rows
@@ -94,7 +95,7 @@ def test_one_seed_study_claims_no_interval():
     assert "95% interval" not in table and "interval that contains 0" not in table
 
 
-def test_self_trained_arms_are_compared_with_their_own_control():
+def test_semi_arm_is_compared_with_its_own_control():
     from pretext.evaluate.study import gain_table
 
     def row(method, values):
@@ -103,25 +104,33 @@ def test_self_trained_arms_are_compared_with_their_own_control():
     rows = [
         row("finetune", [0.5, 0.7]),
         row("scratch", [0.4, 0.7]),
-        row("finetune+self", [0.6, 0.8]),
-        row("scratch+self", [0.6, 0.6]),
+        row("semi", [0.6, 0.8]),
+        row("scratch-semi", [0.6, 0.6]),
     ]
     lines = gain_table(rows)
-    assert lines[0] == "| labels | finetune − scratch | finetune+self − scratch+self |"
-    # finetune+self against scratch+self: differences 0.0, 0.2 -> +10.00 points
+    assert lines[0] == "| labels | finetune − scratch | semi − scratch-semi |"
+    # semi against scratch-semi: differences 0.0, 0.2 -> +10.00 points
     assert lines[2].startswith("| 10 | +5.00 [-58.53, +68.53] | +10.00 [")
 
 
-def test_study_self_trains_both_arms(pretrained_run):
-    rows = study_command(pretrained_run, labels=(20,), seeds=1, min_steps=2, self_train=1)
-    methods = {r["method"]: r for r in rows}
-    assert set(methods) == {"linear", "finetune", "knn", "scratch", "finetune+self", "scratch+self"}
-    assert all(0.0 <= r["mean"] <= 1.0 for r in rows)
-    table = (pretrained_run / "study.md").read_text()
-    assert table.startswith(
-        "| labels | linear | finetune | knn | finetune+self | scratch | scratch+self |"
+def test_study_runs_both_semi_arms_and_times_each(pretrained_run):
+    rows = study_command(
+        pretrained_run, labels=(20,), seeds=2, min_steps=2, semi=True, semi_epochs=1
     )
-    assert "finetune+self − scratch+self" in table and "scratch+self is the control" in table
+    methods = {r["method"]: r for r in rows}
+    assert set(methods) == {"linear", "finetune", "knn", "scratch", "semi", "scratch-semi"}
+    assert all(0.0 <= r["mean"] <= 1.0 for r in rows)
+    assert all(len(r["seconds"]) == 2 and min(r["seconds"]) >= 0 for r in rows)
+    trained = ("finetune", "scratch", "semi", "scratch-semi")
+    assert all(min(methods[m]["seconds"]) > 0 for m in trained)
+    # the clusters the semi arm starts from are trained once for the whole study
+    assert methods["semi"]["shared_seconds"] > 0 and "shared_seconds" not in methods["scratch-semi"]
+    saved = json.loads((pretrained_run / "study.json").read_text())
+    assert [r["seconds"] for r in saved] == [r["seconds"] for r in rows]
+    table = (pretrained_run / "study.md").read_text()
+    assert table.startswith("| labels | linear | finetune | knn | semi | scratch | scratch-semi |")
+    assert "semi − scratch-semi" in table and "scratch-semi is the same from random" in table
+    assert "Seconds per seed" in table
 
 
 def test_report_embeds_its_images(pretrained_run):

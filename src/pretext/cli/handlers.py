@@ -8,7 +8,7 @@ from pathlib import Path
 from pretext import commands, rundir
 from pretext.cli.options import run_config
 from pretext.commands.study import pretrain_then_study
-from pretext.config import ClusterConfig, SelfTrainConfig, override
+from pretext.config import ClusterConfig, SemiConfig, override
 from pretext.errors import PretextError
 
 
@@ -62,7 +62,7 @@ def run_finetune(args, changes: dict, seed: int) -> None:
         device=args.device or "auto",
         limit_train=args.limit_train,
         resume=args.resume,
-        self_train=SelfTrainConfig(epochs=args.self_train, seed=seed) if args.self_train else None,
+        semi=SemiConfig(epochs=args.semi_epochs, seed=seed) if args.semi else None,
         recipe_name=args.recipe,
         changes=changes,
     )
@@ -99,7 +99,8 @@ def cmd_study(args) -> None:
         device=args.device or "auto",
         min_steps=args.min_steps,
         cluster=args.cluster,
-        self_train=args.self_train,
+        semi=args.semi,
+        semi_epochs=args.semi_epochs,
         encoder=args.encoder,
     )
     run_dir = args.checkpoint or args.out

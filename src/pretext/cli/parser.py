@@ -14,7 +14,7 @@ from pretext.cli.options import (
     add_trusted_encoder,
 )
 from pretext.commands.study import DEFAULT_LABELS
-from pretext.config import RECIPES
+from pretext.config import RECIPES, SemiConfig
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -98,15 +98,14 @@ def add_finetune_command(sub) -> None:
     )
     p.add_argument("--seed", type=int, default=None, help="default 0")
     p.add_argument(
-        "--self-train",
-        type=int,
-        default=0,
-        metavar="PASSES",
-        help="then learn from all training images, labelled or not, for PASSES passes "
-        "(FixMatch: the model's confident predictions on plain images are targets for strong "
-        "views); run it on the --from-scratch baseline too before crediting pretraining "
-        "(default 0: off)",
+        "--semi",
+        action="store_true",
+        help="learn from all training images, labelled or not (FixMatch: a teacher's confident "
+        "answers on weak views are the targets of strong views), starting from the encoder's "
+        "clusters named by the --labels; run it with --from-scratch too before crediting "
+        "pretraining (default off)",
     )
+    add_semi_epochs(p)
     p.set_defaults(func=handlers.cmd_finetune)
 
 
@@ -148,13 +147,12 @@ def add_evaluation_commands(sub) -> None:
         help="also: clusters found without labels (as 'pretext cluster'), named by the labels",
     )
     p.add_argument(
-        "--self-train",
-        type=int,
-        default=0,
-        metavar="PASSES",
-        help="also: both fine-tuned arms after PASSES passes of self-training on all training "
-        "images (finetune+self, and its control scratch+self; default 0: off)",
+        "--semi",
+        action="store_true",
+        help="also: semi-supervised fine-tuning on all training images from the pretrained "
+        "encoder's named clusters (semi) and from random weights (scratch-semi); default off",
     )
+    add_semi_epochs(p)
     p.set_defaults(func=handlers.cmd_study)
 
 
@@ -253,3 +251,13 @@ def add_output_commands(sub) -> None:
         "--image-size", type=int, default=None, help="resize images to N x N (default: as stored)"
     )
     p.set_defaults(func=handlers.cmd_augment)
+
+
+def add_semi_epochs(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--semi-epochs",
+        type=int,
+        default=SemiConfig.epochs,
+        metavar="PASSES",
+        help=f"passes of --semi over all training images (default {SemiConfig.epochs})",
+    )

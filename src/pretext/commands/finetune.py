@@ -5,6 +5,7 @@ the few-label comparison against the baseline."""
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import asdict, fields
 from pathlib import Path
 
@@ -16,9 +17,10 @@ from pretext.augment import preset
 from pretext.checkpoint import load_checkpoint
 from pretext.commands.common import labelled_splits, require_pretrained_run
 from pretext.config import (
+    ClusterConfig,
     FinetuneConfig,
     RunConfig,
-    SelfTrainConfig,
+    SemiConfig,
     check_finetune,
     override,
     recipe,
@@ -37,11 +39,11 @@ from pretext.evaluate import (
     finetune,
     linear_probe,
 )
-from pretext.evaluate.classify import finetune_views
+from pretext.evaluate.cluster import cluster_probabilities, match_clusters, train_clusters
 from pretext.evaluate.knn import knn_accuracy
 from pretext.evaluate.retrieval import retrieval_metrics
-from pretext.evaluate.selftrain import self_train as learn_from_unlabelled
-from pretext.models import build_encoder
+from pretext.evaluate.semi import cluster_start, semi_train
+from pretext.models import Classifier, build_encoder
 from pretext.report.plots import (
     confusion_matrix,
     embedding_map,
@@ -85,7 +87,7 @@ def finetune_command(
     limit_train: int | None = None,
     resume: bool = False,
     image_size: int | None = None,
-    self_train: SelfTrainConfig | None = None,
+    semi: SemiConfig | None = None,
     recipe_name: str | None = None,
     changes: dict | None = None,
     splits: tuple[ImageSet, ImageSet] | None = None,
@@ -96,8 +98,9 @@ def finetune_command(
     A run directory gives the defaults: its data set, data dir, image size, encoder (for the
     from-scratch baseline) and recipe; `cfg` None starts from `finetune_defaults` and applies
     `changes` (FinetuneConfig fields). Progress is checkpointed per epoch, `resume` continues
-    it. With `self_train`, the classifier then learns from every training image, labelled or
-    not: "test_accuracy" is then the self-trained model's, "finetuned_test_accuracy" before it.
+    it. With `semi`, the classifier learns from every training image, labelled or not
+    (semi-supervised, `pretext.evaluate.semi`), instead of the labelled ones alone; a
+    pretrained encoder then starts from its clusters, named by the labels.
     `splits` (train, test) skips loading them again."""
     if not from_scratch:
         require_pretrained_run(run_dir)
@@ -108,8 +111,7 @@ def finetune_command(
     cfg = override(cfg, **told_epochs(changes or {}))
     cfg = with_run_views(cfg, run.augment if run else None)
     check_finetune(cfg)
-    if self_train is not None and self_train.epochs < 1:  # before any fine-tuning is done
-        raise PretextError(f"--self-train needs at least 1 pass, got {self_train.epochs}")
+    check_semi_request(semi, labels, resume)
     if from_scratch:
         cfg = scratch_finetune(cfg)
     dev = resolve_device(device)
@@ -131,12 +133,13 @@ def finetune_command(
     saved = None if run_dir is None else rundir.RunDir(run_dir).finetune_checkpoint(from_scratch)
     if resume and (saved is None or not saved.is_file()):
         raise PretextError(f"--resume: no fine-tuning checkpoint at {saved} to continue")
-    result = finetune(model, train, test, cfg, dev, log, name, saved, resume, data)
+    if semi is None:
+        result = finetune(model, train, test, cfg, dev, log, name, saved, resume, data)
+    else:
+        clusters = None if from_scratch else ClusterConfig(augment=run.augment if run else None)
+        result = semi_finetune(model, every, train, test, semi, clusters, dev, log)
+        name = "scratch-semi" if from_scratch else "semi"
     classifier = result.pop("model")
-    if self_train is not None:
-        classifier = then_self_train(
-            classifier, every, train, test, cfg, self_train, dev, result, log
-        )
     if run_dir is not None and not from_scratch:
         draw_classifier_pictures(rundir.RunDir(run_dir), classifier, test, cfg, dev)
     result["labels"] = len(train)
@@ -175,19 +178,41 @@ def starting_encoder(
     return rundir.load_encoder(run_dir, device, named=encoder)
 
 
-def then_self_train(classifier, every, train, test, cfg, st_cfg, device, result, log):
-    """The fine-tuned classifier self-trained on all of `every`; `result` gets its accuracy."""
-    log(
-        f"fine-tuned test accuracy {100 * result['test_accuracy']:.2f}%; self-training on "
-        f"all {len(every)} training images"
-    )
-    trained = learn_from_unlabelled(classifier, every.images, train, st_cfg, device, log)
-    classifier = trained.pop("model")
-    result["finetuned_test_accuracy"] = result["test_accuracy"]
-    views = preset(finetune_views(cfg, len(train)))  # for their normalisation only
-    result["test_accuracy"] = accuracy(classifier, test, views, device)
-    result["self_training"] = {**asdict(st_cfg), **trained}
-    return classifier
+def check_semi_request(semi: SemiConfig | None, labels: int | None, resume: bool) -> None:
+    """What `--semi` cannot be combined with, said before any work."""
+    if semi is None:
+        return
+    if semi.epochs < 1:
+        raise PretextError(f"--semi-epochs must be >= 1, got {semi.epochs}")
+    if labels is None:
+        raise PretextError(
+            "--semi needs --labels N: with every image labelled there is none to add"
+        )
+    if resume:
+        raise PretextError("--semi does not resume (it keeps no checkpoint); run it again")
+
+
+def semi_finetune(encoder, every, train, test, semi, clusters, device, log) -> dict:
+    """Semi-supervised fine-tuning of `encoder` on the labelled `train` and all of `every`;
+    with `clusters` (ClusterConfig), from the encoder's clusters named by the labels."""
+    started = time.perf_counter()
+    if clusters is not None and clusters.clusters == train.num_classes:
+        log(f"clustering {len(every)} training images without labels")
+        found = train_clusters(encoder, every.images, clusters, device, log)
+        probs = cluster_probabilities(found, train.images, device)
+        classes = train.num_classes
+        mapping = match_clusters(probs, train.labels, clusters.clusters, classes)
+        start = cluster_start(found, mapping, classes)
+    else:
+        start = Classifier(encoder, train.num_classes, seed=semi.seed)
+    log(f"semi-supervised on {len(train)} labelled and all {len(every)} training images")
+    out = semi_train(start, every.images, train, semi, device, log)
+    return {
+        "test_accuracy": accuracy(out["model"], test, preset("none"), device),
+        "semi": {**asdict(semi), "confident": out["confident"], "steps": out["steps"]},
+        "seconds": round(time.perf_counter() - started, 3),
+        "model": out["model"],
+    }
 
 
 def draw_classifier_pictures(run: rundir.RunDir, classifier, test, cfg, device) -> None:

@@ -14,7 +14,7 @@ from pretext.commands.common import labelled_splits
 from pretext.config import (
     ClusterConfig,
     RunConfig,
-    SelfTrainConfig,
+    SemiConfig,
     recipe,
     resolve_device,
     with_run_views,
@@ -23,7 +23,7 @@ from pretext.data import check_label_count
 from pretext.errors import PretextError
 from pretext.evaluate.study import (
     METHODS,
-    SELF_TRAINED,
+    SEMI,
     StudyConfig,
     finetune_protocol,
     run_study,
@@ -39,7 +39,7 @@ DEFAULT_LABELS = (10, 100, 600, 6000, 60000)
 def check_study_request(
     labels: tuple[int, ...],
     seeds: int,
-    self_train: int,
+    semi_epochs: int,
     train_labels: torch.Tensor | None = None,
     min_steps: int | None = None,
 ) -> None:
@@ -49,8 +49,8 @@ def check_study_request(
         raise PretextError("--labels needs at least one label count")
     if seeds < 1:
         raise PretextError(f"--seeds must be >= 1, got {seeds}")
-    if self_train < 0:
-        raise PretextError(f"--self-train must be >= 0 passes, got {self_train}")
+    if semi_epochs < 1:
+        raise PretextError(f"--semi-epochs must be >= 1, got {semi_epochs}")
     if min_steps is not None and min_steps < 0:
         raise PretextError(f"--min-steps must be >= 0, got {min_steps}")
     for count in labels if train_labels is not None else ():
@@ -64,13 +64,17 @@ def pretrain_then_study(run_cfg: RunConfig, labels: tuple[int, ...], seeds: int 
     pre = run_cfg.pretrain
     train, _ = labelled_splits(pre.dataset, pre.data_dir, None)
     check_study_request(
-        labels, seeds, study.get("self_train", 0), train.labels, study.get("min_steps")
+        labels,
+        seeds,
+        study.get("semi_epochs", SemiConfig.epochs),
+        train.labels,
+        study.get("min_steps"),
     )
     pretrain(pre)
     return study_command(pre.out, labels, seeds, **{**study, "encoder": pre.encoder})
 
 
-def study_config(pre, labels, seeds, min_steps, cluster, self_train) -> StudyConfig:
+def study_config(pre, labels, seeds, min_steps, cluster, semi, semi_epochs) -> StudyConfig:
     """The study's settings: the run's recipe, with the study's own options."""
     base = recipe(pre.recipe)
     ft = with_run_views(base.finetune, pre.augment)
@@ -82,9 +86,9 @@ def study_config(pre, labels, seeds, min_steps, cluster, self_train) -> StudyCon
         linear=base.linear,
         knn_k=base.knn_k,
         knn_temperature=base.knn_temperature,
-        methods=METHODS + (("cluster",) if cluster else ()) + (SELF_TRAINED if self_train else ()),
+        methods=METHODS + (("cluster",) if cluster else ()) + (SEMI if semi else ()),
         clustering=ClusterConfig(augment=pre.augment),
-        self_training=SelfTrainConfig(epochs=self_train) if self_train else SelfTrainConfig(),
+        semi=SemiConfig(epochs=semi_epochs),
     )
 
 
@@ -98,23 +102,25 @@ def study_command(
     device: str = "auto",
     min_steps: int | None = None,
     cluster: bool = False,
-    self_train: int = 0,
+    semi: bool = False,
+    semi_epochs: int = SemiConfig.epochs,
     encoder: str | None = None,
     log=print,
 ) -> list[dict]:
     """Few-label study of a run's encoder -> study.json, study.md, study.png in `out` (default:
     the run directory). With `cluster`, also clusters found without labels and named by each
-    labelled subset; with `self_train` passes, also both fine-tuned arms after self-training
-    on all training images. Written after every label count: an interrupted study keeps the
-    counts it finished (study.md then says it is partial). `encoder` names the user's own
+    labelled subset; with `semi`, also semi-supervised fine-tuning for `semi_epochs` passes over
+    all training images, from the pretrained encoder and from random weights. Written after
+    every label count: an interrupted study keeps the counts it finished (study.md then says
+    it is partial). `encoder` names the user's own
     encoder again (`rundir.encoder_of`)."""
     pre = rundir.pretrain_config(run_dir)
-    cfg = study_config(pre, labels, seeds, min_steps, cluster, self_train)
+    cfg = study_config(pre, labels, seeds, min_steps, cluster, semi, semi_epochs)
     dev = resolve_device(device)
     train, test = labelled_splits(
         dataset or pre.dataset, data_dir or pre.data_dir, None, pre.image_size
     )
-    check_study_request(labels, seeds, self_train, train.labels, min_steps)  # before any work
+    check_study_request(labels, seeds, semi_epochs, train.labels, min_steps)  # before any work
     # Counts beyond the data set mean all of it: one row for all, not one per count given.
     cfg = replace(cfg, labels=tuple(dict.fromkeys(min(n, len(train)) for n in cfg.labels)))
     name = rundir.encoder_of(pre, encoder, run_dir)

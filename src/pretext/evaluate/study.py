@@ -2,12 +2,15 @@
 linear probe, a fine-tuned copy and a kNN classifier on the pretrained encoder, and the same
 architecture from scratch (same steps, same augmentation). Test accuracy of the last epoch.
 Optionally (`cluster`), clusters found once without labels are named by the labelled subset;
-and (`finetune+self`, `scratch+self`) each fine-tuned arm goes on to self-train on all training
-images, the scratch arm's being the control that says what the unlabelled images alone give."""
+and (`semi`, `scratch-semi`) semi-supervised fine-tuning on all training images starts from the
+pretrained encoder (from its named clusters where they exist) and from random weights, the
+second being the control that says what the unlabelled images give without pretraining.
+Every row records each seed's seconds."""
 
 from __future__ import annotations
 
 import statistics
+import time
 from dataclasses import dataclass, replace
 from functools import partial
 
@@ -19,7 +22,7 @@ from pretext.config import (
     ClusterConfig,
     FinetuneConfig,
     LinearProbeConfig,
-    SelfTrainConfig,
+    SemiConfig,
     scratch_finetune,
 )
 from pretext.data import ImageSet, stratified_subset
@@ -32,13 +35,14 @@ from pretext.evaluate.cluster import (
     train_clusters,
 )
 from pretext.evaluate.knn import knn_accuracy
-from pretext.evaluate.selftrain import self_train
+from pretext.evaluate.semi import cluster_start, semi_train
+from pretext.models import Classifier
 
 METHODS = ("linear", "finetune", "knn", "scratch")
-SELF_TRAINED = ("finetune+self", "scratch+self")  # optional: each arm, then self-training
-COLUMNS = ("linear", "finetune", "knn", "cluster", "finetune+self", "scratch", "scratch+self")
-BASELINES = ("scratch", "scratch+self")  # the arms without pretraining: never methods to rate
-CONTROL = {"finetune+self": "scratch+self"}  # a method's baseline, where not plain scratch
+SEMI = ("semi", "scratch-semi")  # optional: semi-supervised, from pretraining and from scratch
+COLUMNS = ("linear", "finetune", "knn", "cluster", "semi", "scratch", "scratch-semi")
+BASELINES = ("scratch", "scratch-semi")  # the arms without pretraining: never methods to rate
+CONTROL = {"semi": "scratch-semi"}  # a method's baseline, where not plain scratch
 
 
 @dataclass(frozen=True)
@@ -51,7 +55,7 @@ class StudyConfig:
     knn_temperature: float = 0.1
     methods: tuple[str, ...] = METHODS
     clustering: ClusterConfig = ClusterConfig()  # for the optional "cluster" method
-    self_training: SelfTrainConfig = SelfTrainConfig()  # for the optional SELF_TRAINED methods
+    semi: SemiConfig = SemiConfig()  # for the optional SEMI methods
 
 
 def run_study(
@@ -64,46 +68,72 @@ def run_study(
     log=print,
     done=None,
 ) -> list[dict]:
-    """Rows {labels, method, mean, std, seeds, values}; `make_scratch(seed)` builds a fresh
-    encoder. `values` holds each seed's accuracy: seed s of every method used the same labels.
-    `done(rows)`, if given, is called with the rows so far after each label count (a long study
-    can then keep what it has finished)."""
+    """Rows {labels, method, mean, std, seeds, values, seconds}; `make_scratch(seed)` builds a
+    fresh encoder. `values` holds each seed's accuracy: seed s of every method used the same
+    labels; `seconds` each seed's training time. `done(rows)`, if given, is called with the
+    rows so far after each label count (a long study can then keep what it has finished)."""
     shared = shared_parts(encoder, train, test, cfg, device)
     rows = []
     for count in cfg.labels:
         count = min(count, len(train))
         scores: dict[str, list[float]] = {m: [] for m in cfg.methods}
+        seconds: dict[str, list[float]] = {m: [] for m in cfg.methods}
         for seed in range(cfg.seeds):
             idx = stratified_subset(train.labels, count, seed)
-            arms = {
-                "finetune": lambda: encoder,
-                "scratch": partial(make_scratch, seed),
-            }
-            for method, value in seed_scores(arms, train, test, idx, seed, cfg, shared, device):
+            arms = {"finetune": lambda: encoder, "scratch": partial(make_scratch, seed)}
+            for method, value, took in timed(
+                seed_scores(arms, train, test, idx, seed, cfg, shared, device)
+            ):
                 scores[method].append(value)
+                seconds[method].append(took)
             log(
                 f"{count} labels, seed {seed}: "
                 + ", ".join(f"{m} {100 * v[-1]:.2f}%" for m, v in scores.items())
             )
-        rows += [summary_row(count, method, values) for method, values in scores.items()]
+        rows += [
+            summary_row(count, method, values, seconds[method], shared["once"].get(method))
+            for method, values in scores.items()
+        ]
         if done is not None:
             done(rows)
     return rows
 
 
+def timed(scores):
+    """(method, accuracy, seconds) for each (method, accuracy) of the generator `scores`: the
+    seconds from the previous answer to this one (an arm's work between two yields)."""
+    started = time.perf_counter()
+    for method, value in scores:
+        now = time.perf_counter()
+        yield method, value, round(now - started, 3)
+        started = time.perf_counter()
+
+
 def shared_parts(encoder, train: ImageSet, test: ImageSet, cfg: StudyConfig, device) -> dict:
-    """What every label count reuses: frozen features (linear, kNN) and, for "cluster", the
-    clusters trained once without labels."""
+    """What every label count reuses: frozen features (linear, kNN) and the clusters trained
+    once without labels ("cluster", and "semi"'s start). "once": seconds of that shared work,
+    by the method that needs it."""
     aug = preset(cfg.finetune.augment)
-    parts: dict = {"aug": aug}
+    parts: dict = {"aug": aug, "once": {}}
     if {"linear", "knn"} & set(cfg.methods):
         parts["train_x"] = extract_features(encoder, train.images, aug, device)
         parts["test_x"] = extract_features(encoder, test.images, aug, device)
-    if "cluster" in cfg.methods:  # trained once, without labels; only the naming uses them
+    if "cluster" in cfg.methods or semi_from_clusters(cfg, train.num_classes):
+        started = time.perf_counter()
         clusters = train_clusters(encoder, train.images, cfg.clustering, device, quiet)
+        parts["clusters"] = clusters
         parts["train_p"] = cluster_probabilities(clusters, train.images, device)
         parts["test_c"] = assign_clusters(clusters, test.images, device)[0]
+        took = round(time.perf_counter() - started, 3)
+        parts["once"] = {m: took for m in ("cluster", "semi") if m in cfg.methods}
     return parts
+
+
+def semi_from_clusters(cfg: StudyConfig, num_classes: int) -> bool:
+    """Whether the `semi` arm starts from the named clusters (one cluster per class)."""
+    return (
+        "semi" in cfg.methods and cfg.semi.from_clusters and cfg.clustering.clusters == num_classes
+    )
 
 
 def seed_scores(arms: dict, train, test, idx, seed: int, cfg: StudyConfig, shared: dict, device):
@@ -119,34 +149,45 @@ def seed_scores(arms: dict, train, test, idx, seed: int, cfg: StudyConfig, share
             x, subset.labels, shared["test_x"], test.labels, cfg.knn_k, cfg.knn_temperature
         )
         yield "knn", knn
-    if "cluster" in methods:
+    mapping = None
+    if "clusters" in shared:
         k = cfg.clustering.clusters
         mapping = match_clusters(shared["train_p"][idx], subset.labels, k, train.num_classes)
+    if "cluster" in methods:
         yield "cluster", named_accuracy(mapping, shared["test_c"], test.labels)
     ft_cfg = replace(cfg.finetune, seed=seed)
     arm_settings = {"finetune": ft_cfg, "scratch": scratch_finetune(ft_cfg)}
     for arm, start in arms.items():
-        then = f"{arm}+self"
-        if arm not in methods and then not in methods:
-            continue
-        result = finetune(start(), subset, test, arm_settings[arm], device, quiet, arm)
         if arm in methods:
+            result = finetune(start(), subset, test, arm_settings[arm], device, quiet, arm)
             yield arm, result["test_accuracy"]
-        if then in methods:
-            st_cfg = replace(cfg.self_training, seed=seed)
-            model = self_train(result["model"], train.images, subset, st_cfg, device, quiet)
-            yield then, accuracy(model["model"], test, shared["aug"], device)
+    semi_arms = {"semi": arms["finetune"], "scratch-semi": arms["scratch"]}
+    for arm, start in semi_arms.items():
+        if arm not in methods:
+            continue
+        if arm == "semi" and semi_from_clusters(cfg, train.num_classes):
+            model = cluster_start(shared["clusters"], mapping, train.num_classes)
+        else:
+            model = Classifier(start(), train.num_classes, seed=seed)
+        out = semi_train(model, train.images, subset, replace(cfg.semi, seed=seed), device, quiet)
+        yield arm, accuracy(out["model"], test, shared["aug"], device)
 
 
-def summary_row(count: int, method: str, values: list[float]) -> dict:
-    return {
+def summary_row(
+    count: int, method: str, values: list[float], seconds: list[float], once: float | None = None
+) -> dict:
+    row = {
         "labels": count,
         "method": method,
         "mean": statistics.fmean(values),
         "std": statistics.stdev(values) if len(values) > 1 else 0.0,
         "seeds": len(values),
         "values": values,  # per label-sampling seed, in seed order
+        "seconds": seconds,  # each seed's training time
     }
+    if once is not None:  # work done once for the whole study (the clusters), not per seed
+        row["shared_seconds"] = once
+    return row
 
 
 def quiet(*_args) -> None:
@@ -170,7 +211,7 @@ def paired_gain(pretrained: list[float], scratch: list[float], confidence: float
 
 def gain_table(rows: list[dict]) -> list[str]:
     """Markdown lines: each pretrained method's paired gain over its control (scratch, or
-    scratch+self for finetune+self), in points."""
+    scratch-semi for semi), in points."""
     lookup = {(r["labels"], r["method"]): r for r in rows if "values" in r}
     methods = [
         m
@@ -200,6 +241,33 @@ def gain_table(rows: list[dict]) -> list[str]:
                 cell += f" [{100 * gain['low']:+.2f}, {100 * gain['high']:+.2f}]"
             cells.append(cell)
         lines.append(f"| {count} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def seconds_table(rows: list[dict], columns: list[str]) -> list[str]:
+    """Markdown lines: each method's mean training seconds per seed, and the work it shares
+    across the whole study (the clusters), where rows record them."""
+    timed_rows = {(r["labels"], r["method"]): r for r in rows if r.get("seconds")}
+    if not timed_rows:
+        return []
+    lines = ["", "Seconds per seed (mean):", ""]
+    lines += ["| labels | " + " | ".join(columns) + " |", "|---:|" + "---:|" * len(columns)]
+    for count in sorted({count for count, _ in timed_rows}):
+        cells = [
+            f"{statistics.fmean(timed_rows[count, m]['seconds']):.1f}"
+            if (count, m) in timed_rows
+            else ""
+            for m in columns
+        ]
+        lines.append(f"| {count} | " + " | ".join(cells) + " |")
+    shared = {r["method"]: r["shared_seconds"] for r in rows if "shared_seconds" in r}
+    if shared:
+        lines += [
+            "",
+            "Done once for the whole study: "
+            + ", ".join(f"{m} {s:.1f} s (its clusters)" for m, s in shared.items())
+            + ".",
+        ]
     return lines
 
 
@@ -240,12 +308,13 @@ def study_markdown(rows: list[dict], protocol: str = "") -> str:
         f"Test accuracy (%), mean ± std over {over}; "
         "scratch = same architecture from random weights, same steps and augmentation."
     )
-    if present & set(SELF_TRAINED):
+    if present & set(SEMI):
         lines.append(
-            "+self = the fine-tuned model of that arm, then self-trained on all training images "
-            "(its confident predictions as targets for strong views; the labels stay those of "
-            "the subset): scratch+self is the control that shows what the unlabelled images "
-            "give without pretraining."
+            "semi = semi-supervised fine-tuning on all training images (FixMatch: a teacher's "
+            "confident answers on weak views are the targets of strong views; the labels stay "
+            "those of the subset), from the pretrained encoder (from its named clusters where "
+            "the study has them); scratch-semi is the same from random weights, the control "
+            "that shows what the unlabelled images give without pretraining."
         )
     if "cluster" in present:
         lines.append(
@@ -255,6 +324,7 @@ def study_markdown(rows: list[dict], protocol: str = "") -> str:
         )
     if protocol:
         lines.append(protocol)
+    lines += seconds_table(rows, columns)
     gains = gain_table(rows)
     if gains and seeds == 1:
         lines += [

@@ -107,7 +107,8 @@ def finetune_curve(ax, finetune: dict) -> None:
 
 
 def study_plot(rows: list[dict], path: Path) -> Path:
-    """Accuracy against label count (log x), one line per method, std error bars."""
+    """Accuracy against label count (log x), one line per method, std error bars; the arms
+    from random weights (scratch, scratch-semi) dashed."""
     fig, ax = plt.subplots(figsize=(6, 4))
     for method in dict.fromkeys(row["method"] for row in rows):
         mine = sorted((r for r in rows if r["method"] == method), key=lambda r: r["labels"])
@@ -118,7 +119,7 @@ def study_plot(rows: list[dict], path: Path) -> Path:
             marker="o",
             capsize=3,
             label=method,
-            linestyle="--" if method == "scratch" else "-",
+            linestyle="--" if method.startswith("scratch") else "-",
         )
     ax.set_xscale("log")
     ax.set_xlabel("labelled training images")

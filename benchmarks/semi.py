@@ -1,0 +1,125 @@
+"""Which semi-supervised fine-tuning settings, chosen without the test set?
+
+    python benchmarks/semi.py --run runs/mnist --data-dir ../shared/data
+        [--labels 10,100,600] [--seeds 1] [--epochs 10] [--start clusters,encoder,scratch]
+        [--lr 3e-3] [--threshold 0.95] [--decay 0.99] [--labelled-batch 64]
+        [--weak light] [--strong default] [--limit-train N] [--threads N]
+
+A validation experiment: the first 5/6 of the training images train (labelled subset and
+unlabelled images alike), the last 1/6 validates. For each label count and seed the same
+stratified subset trains `pretext.evaluate.semi.semi_train` from each starting point: the
+clusters found once without labels and named by the subset (`clusters`), the pretrained encoder
+with a new head (`encoder`), random weights (`scratch`, as the study seeds them). Prints one
+JSON object: each start's validation accuracy, confident share and seconds (and one line
+per result on stderr as it comes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import replace
+
+import torch
+import validation as split
+from throughput import environment
+
+from pretext.augment import preset
+from pretext.config import ClusterConfig, SemiConfig
+from pretext.data import stratified_subset
+from pretext.evaluate.classify import accuracy
+from pretext.evaluate.cluster import cluster_probabilities, match_clusters, train_clusters
+from pretext.evaluate.semi import cluster_start, semi_train
+from pretext.models import Classifier, build_encoder
+
+
+def starting_model(start, setup, clusters, train_p, subset, idx, seed):
+    """The classifier `start` names, for the labelled subset `idx` of seed `seed`."""
+    classes = setup.train.num_classes
+    if start == "clusters":
+        return cluster_start(
+            clusters, match_clusters(train_p[idx], subset.labels, classes), classes
+        )
+    if start == "encoder":
+        return Classifier(setup.encoder, classes, seed=seed)
+    scratch = build_encoder(setup.pretrain.encoder, setup.train.images.shape[1], seed=10_000 + seed)
+    return Classifier(scratch, classes, seed=seed)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    split.add_options(parser)
+    parser.add_argument("--labels", default="10,100,600")
+    parser.add_argument("--seeds", type=int, default=1)
+    parser.add_argument("--start", default="clusters,encoder,scratch")
+    parser.add_argument("--epochs", type=int, default=SemiConfig.epochs)
+    parser.add_argument("--lr", type=float, default=SemiConfig.lr)
+    parser.add_argument("--threshold", type=float, default=SemiConfig.threshold)
+    parser.add_argument("--decay", type=float, default=SemiConfig.teacher_decay)
+    parser.add_argument("--labelled-batch", type=int, default=SemiConfig.labelled_batch)
+    parser.add_argument("--weak", default=SemiConfig.weak)
+    parser.add_argument("--strong", default=SemiConfig.strong)
+    args = parser.parse_args()
+    setup = split.load(args)
+    device = torch.device("cpu")
+    train, validation = setup.train, setup.validation
+    quiet = lambda *_: None  # noqa: E731
+    cfg = SemiConfig(
+        epochs=args.epochs,
+        lr=args.lr,
+        threshold=args.threshold,
+        teacher_decay=args.decay,
+        weak=args.weak,
+        strong=args.strong,
+    )
+    started, clusters, train_p = time.perf_counter(), None, None
+    if "clusters" in args.start.split(","):
+        clusters = train_clusters(
+            setup.encoder,
+            train.images,
+            ClusterConfig(augment=setup.pretrain.augment),
+            device,
+            quiet,
+        )
+        train_p = cluster_probabilities(clusters, train.images, device)
+    cluster_seconds = time.perf_counter() - started
+    rows = []
+    for count in (int(n) for n in args.labels.split(",")):
+        for seed in range(args.seeds):
+            idx = stratified_subset(train.labels, count, seed)
+            subset = train.subset(idx)
+            row = {"labels": count, "seed": seed}
+            for start in args.start.split(","):
+                model = starting_model(start, setup, clusters, train_p, subset, idx, seed)
+                before = accuracy(model, validation, preset("none"), device)
+                out = semi_train(
+                    model, train.images, subset, replace(cfg, seed=seed), device, quiet
+                )
+                row[start] = {
+                    "start": round(before, 4),
+                    "semi": round(accuracy(out["model"], validation, preset("none"), device), 4),
+                    "confident": round(out["confident"], 4),
+                    "seconds": out["seconds"],
+                }
+                log = {start: row[start], "labels": count, "seed": seed}
+                print(json.dumps(log), file=sys.stderr, flush=True)  # progress
+            rows.append(row)
+    names = ("epochs", "lr", "threshold", "teacher_decay", "labelled_batch")
+    settings = {k: getattr(cfg, k) for k in names}
+    report = {
+        "train": len(train),
+        "validation": len(validation),
+        **settings,
+        "weak": cfg.weak,
+        "strong": cfg.strong,
+        "cluster_seconds": round(cluster_seconds, 1),
+        **environment(),
+        "rows": rows,
+    }
+    print(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,131 @@
+"""Semi-supervised fine-tuning (FixMatch, Sohn et al. 2020): a classifier that learns from a few
+labelled images and from all the unlabelled ones at once.
+
+Each step a teacher, the moving average of the classifier, labels a weak view of a batch of
+unlabelled images; where it is sure enough, the classifier must say the same of a strong view
+of those images, beside a labelled batch. It uses the unlabelled images a second time, after
+pretraining, and helps a classifier from random weights too: a comparison runs it on both
+arms (`semi`, `scratch-semi`), or it credits pretraining with what any classifier gets from
+the unlabelled images.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+
+import torch
+import torch.nn.functional as F
+
+from pretext.allocator import phase
+from pretext.augment import make_view, preset
+from pretext.config import SemiConfig
+from pretext.data import ImageSet
+from pretext.loop import descend, run_epochs, scheduled_lr, set_lr, steps_per_epoch
+from pretext.models import Classifier
+
+
+def confident_targets(logits: torch.Tensor, threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each row's predicted class, and 1.0 where its softmax probability is at least
+    `threshold` (0.0 elsewhere: that image teaches nothing this step)."""
+    sure, target = F.softmax(logits.float(), 1).max(1)
+    return target, (sure >= threshold).float()
+
+
+def semi_loss(
+    unlabelled_logits: torch.Tensor,
+    targets: torch.Tensor,
+    keep: torch.Tensor,
+    labelled_logits: torch.Tensor,
+    labels: torch.Tensor,
+) -> torch.Tensor:
+    """Cross-entropy to the confident targets, averaged over all unlabelled rows (the unsure
+    ones count as zero, so the weight of the unlabelled term grows with the confidence), plus
+    the labelled batch's cross-entropy."""
+    own = F.cross_entropy(unlabelled_logits, targets, reduction="none")
+    return (own * keep).mean() + F.cross_entropy(labelled_logits, labels)
+
+
+def cluster_start(clusters: Classifier, mapping: torch.Tensor, num_classes: int) -> Classifier:
+    """A classifier that answers with the clusters' names: the clustering network with its
+    head's rows put in class order (`mapping[c]` is cluster c's class, one-to-one)."""
+    if len(mapping) != num_classes or sorted(mapping.tolist()) != list(range(num_classes)):
+        raise ValueError("starting from clusters needs one cluster per class")
+    model = copy.deepcopy(clusters)
+    order = torch.argsort(mapping)  # order[k]: the cluster named class k
+    with torch.no_grad():
+        model.linear.weight.copy_(clusters.linear.weight[order])
+        model.linear.bias.copy_(clusters.linear.bias[order])
+    return model
+
+
+@torch.no_grad()
+def follow(teacher: torch.nn.Module, student: torch.nn.Module, decay: float) -> None:
+    """teacher <- decay teacher + (1 - decay) student, weights and float buffers alike."""
+    t = [v for v in teacher.state_dict().values() if v.is_floating_point()]
+    s = [v for v in student.state_dict().values() if v.is_floating_point()]
+    torch._foreach_lerp_(t, s, 1.0 - decay)
+
+
+@phase
+def semi_train(
+    model: torch.nn.Module,
+    unlabelled: torch.Tensor,
+    labelled: ImageSet,
+    cfg: SemiConfig,
+    device: torch.device,
+    log=print,
+) -> dict:
+    """A copy of the classifier `model` trained on `labelled` and on the uint8 `unlabelled`
+    images. Returns {"model" (the teacher, which is the better classifier), "confident" (the
+    share of unlabelled images that passed the threshold, over all steps), "steps",
+    "seconds"}. The caller's model stays as it was."""
+    if not 0.0 < cfg.threshold <= 1.0:
+        raise ValueError(f"threshold must be in (0, 1], got {cfg.threshold}")
+    started = time.perf_counter()
+    weak, strong = preset(cfg.weak), preset(cfg.strong)
+    student = copy.deepcopy(model).to(device).train()
+    teacher = copy.deepcopy(student).eval().requires_grad_(False)
+    optimizer = torch.optim.Adam(student.parameters(), lr=cfg.lr)
+    generator = torch.Generator(device).manual_seed(cfg.seed)
+    unlabelled = unlabelled.to(device)
+    images, labels = labelled.images.to(device), labelled.labels.to(device)
+    total = cfg.epochs * steps_per_epoch(len(unlabelled), cfg.batch_size)
+    confident = torch.zeros((), device=device, dtype=torch.float64)
+
+    def step(idx: torch.Tensor, n: int) -> None:
+        batch = unlabelled.index_select(0, idx)
+        with torch.no_grad():
+            targets, keep = confident_targets(
+                teacher(make_view(batch, weak, generator)), cfg.threshold
+            )
+        confident.add_(keep.sum())
+        pick = torch.randint(
+            0, len(images), (cfg.labelled_batch,), generator=generator, device=device
+        )
+        strong_view = make_view(batch, strong, generator)
+        logits = student(torch.cat([strong_view, make_view(images[pick], weak, generator)]))
+        loss = semi_loss(logits[: len(batch)], targets, keep, logits[len(batch) :], labels[pick])
+        set_lr(optimizer, scheduled_lr(cfg.lr, n, total))
+        descend(optimizer, loss)
+        follow(teacher, student, cfg.teacher_decay)
+
+    def end_epoch(epoch: int) -> None:
+        log(f"semi epoch {epoch + 1}/{cfg.epochs}")
+
+    run_epochs(
+        step,
+        len(unlabelled),
+        cfg.batch_size,
+        cfg.epochs,
+        cfg.seed,
+        device,
+        "semi",
+        end_epoch=end_epoch,
+    )
+    return {
+        "model": teacher,
+        "confident": confident.item() / (cfg.epochs * len(unlabelled)),
+        "steps": total,
+        "seconds": round(time.perf_counter() - started, 3),
+    }

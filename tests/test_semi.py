@@ -1,0 +1,140 @@
+import math
+
+import pytest
+import torch
+
+from pretext.config import SemiConfig
+from pretext.data import ImageSet
+from pretext.evaluate import semi
+from pretext.evaluate.semi import (
+    cluster_start,
+    confident_targets,
+    follow,
+    semi_loss,
+    semi_train,
+)
+from pretext.models import Classifier, build_encoder
+
+CPU = torch.device("cpu")
+
+
+def quiet(*_args) -> None:
+    pass
+
+
+def test_confident_targets_hand_computed():
+    logits = torch.tensor([[2.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 5.0]])
+    targets, keep = confident_targets(logits, threshold=0.7)
+    # softmax maxima: e^2 / (e^2 + 2) = 0.787, 1/3, e^5 / (e^5 + 2) = 0.987
+    assert targets.tolist() == [0, 0, 2]
+    assert keep.tolist() == [1.0, 0.0, 1.0]
+    assert confident_targets(logits, threshold=0.9)[1].tolist() == [0.0, 0.0, 1.0]
+    # a threshold exactly at a row's maximum keeps it (at least, not more than)
+    assert confident_targets(torch.zeros(1, 4), threshold=0.25)[1].tolist() == [1.0]
+
+
+def test_semi_loss_hand_computed():
+    unlabelled = torch.tensor([[1.0, 0.0], [0.0, 3.0]])
+    labelled = torch.tensor([[0.0, 2.0]])
+    loss = semi_loss(
+        unlabelled, torch.tensor([0, 1]), torch.tensor([1.0, 0.0]), labelled, torch.tensor([0])
+    )
+    first = -math.log(math.e / (math.e + 1))  # the confident row, target 0
+    supervised = -math.log(1 / (1 + math.e**2))  # the labelled row, label 0
+    # the unsure row counts as zero in the mean over both unlabelled rows
+    assert loss.item() == pytest.approx(first / 2 + supervised, rel=1e-6)
+
+
+def tiny_classifier(seed: int = 0, classes: int = 10) -> Classifier:
+    return Classifier(build_encoder("cnn", seed=seed), classes, seed=seed)
+
+
+def test_cluster_start_answers_with_the_clusters_names():
+    clusters = tiny_classifier(classes=4)
+    mapping = torch.tensor([2, 0, 3, 1])  # cluster 0 is class 2, cluster 1 is class 0, ...
+    named = cluster_start(clusters, mapping, 4)
+    x = torch.randn(5, 1, 28, 28)
+    with torch.no_grad():
+        by_cluster, by_class = clusters(x), named(x)
+    for cluster, cls in enumerate(mapping.tolist()):
+        assert torch.allclose(by_class[:, cls], by_cluster[:, cluster])
+    assert torch.equal(clusters.linear.weight, tiny_classifier(classes=4).linear.weight)  # a copy
+    with pytest.raises(ValueError, match="one cluster per class"):
+        cluster_start(clusters, torch.tensor([0, 0, 1, 2]), 4)
+
+
+def test_teacher_follows_the_student_by_its_decay():
+    teacher, student = torch.nn.Linear(2, 1), torch.nn.Linear(2, 1)
+    t0, s0 = teacher.weight.detach().clone(), student.weight.detach().clone()
+    follow(teacher, student, decay=0.75)
+    assert torch.allclose(teacher.weight, 0.75 * t0 + 0.25 * s0)
+    assert torch.equal(student.weight, s0)
+
+
+def tiny_sets():
+    gen = torch.Generator().manual_seed(0)
+    unlabelled = torch.randint(0, 256, (40, 1, 28, 28), dtype=torch.uint8, generator=gen)
+    return unlabelled, ImageSet(unlabelled[:10], torch.arange(10), "tiny")
+
+
+def test_semi_train_is_seeded_and_leaves_the_callers_model():
+    unlabelled, labelled = tiny_sets()
+    model = tiny_classifier()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    cfg = SemiConfig(epochs=2, batch_size=16, labelled_batch=4, threshold=0.1, seed=3)
+    first = semi_train(model, unlabelled, labelled, cfg, CPU, quiet)
+    second = semi_train(model, unlabelled, labelled, cfg, CPU, quiet)
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, before[name]), name  # the caller's model is untouched
+    trained = first["model"].state_dict()
+    assert not torch.equal(trained["linear.weight"], before["linear.weight"])
+    for name, value in second["model"].state_dict().items():
+        assert torch.equal(value, trained[name]), name  # one seed, one result
+    other = semi_train(
+        model, unlabelled, labelled, SemiConfig(**{**cfg.__dict__, "seed": 4}), CPU, quiet
+    )
+    assert not torch.equal(other["model"].state_dict()["linear.weight"], trained["linear.weight"])
+    # threshold 0.1 with 10 classes: every answer is confident enough
+    assert first["confident"] == 1.0 and first["steps"] == 2 * 3
+    strict = semi_train(
+        model, unlabelled, labelled, SemiConfig(epochs=1, threshold=1.0), CPU, quiet
+    )
+    assert 0.0 <= strict["confident"] < 1.0
+    with pytest.raises(ValueError, match="threshold"):
+        semi_train(model, unlabelled, labelled, SemiConfig(threshold=0.0), CPU, quiet)
+
+
+def test_an_unsure_teacher_teaches_nothing(monkeypatch):
+    """With no answer confident enough, only the labelled batch moves the classifier: the
+    unlabelled images' term is zero, whatever their pixels."""
+    unlabelled, labelled = tiny_sets()
+    cfg = SemiConfig(epochs=1, batch_size=16, labelled_batch=4, threshold=1.0, teacher_decay=0.0)
+    model = tiny_classifier()
+    seen = []
+    monkeypatch.setattr(semi, "semi_loss", lambda *a: seen.append(a[2].sum()) or semi_loss(*a))
+    semi_train(model, unlabelled, labelled, cfg, CPU, quiet)
+    assert seen and all(kept == 0 for kept in seen)
+
+
+def test_semi_never_trains_on_the_test_images(pretrained_run, tiny_data, monkeypatch):
+    """Every image the clusters and the semi-supervised training see is a training image: the
+    test split (marked here by a pixel value no training image has) only scores."""
+    from pretext.commands import finetune_command
+    from pretext.data import load_dataset
+    from pretext.evaluate import cluster
+
+    train = load_dataset("mnist", "train", str(tiny_data))
+    train = ImageSet(train.images.clamp(max=254), train.labels, "mnist")
+    test = ImageSet(torch.full((12, 1, 28, 28), 255, dtype=torch.uint8), torch.arange(12) % 10, "t")
+    seen = []
+
+    def watched(make_view):
+        return lambda images, *rest: seen.append(images.clone()) or make_view(images, *rest)
+
+    monkeypatch.setattr(semi, "make_view", watched(semi.make_view))
+    monkeypatch.setattr(cluster, "make_view", watched(cluster.make_view))
+    result = finetune_command(
+        pretrained_run, labels=20, semi=SemiConfig(epochs=1, batch_size=16), splits=(train, test)
+    )
+    assert seen and all(int(batch.max()) <= 254 for batch in seen)
+    assert result["labels"] == 20 and result["semi"]["steps"] == 4  # 64 images, 16 a step
