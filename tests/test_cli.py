@@ -124,6 +124,8 @@ def test_pretrain_then_finetune_and_scratch_through_the_cli(tiny_data, tmp_path,
     assert "--semi-epochs must be >= 1" in capsys.readouterr().err
     assert main(["finetune", *common, "--out", str(out), "--semi"]) != 0
     assert "--semi needs --labels N" in capsys.readouterr().err
+    assert main(["finetune", *common, "--out", str(out), "--semi-epochs", "2"]) != 0
+    assert "--semi-epochs needs --semi" in capsys.readouterr().err
     assert json.loads((out / "metrics.json").read_text())["finetune"] == tuned  # kept
 
 

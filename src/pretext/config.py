@@ -267,8 +267,9 @@ NOT_FROM_A_FILE = ("out", "resume", "overwrite")
 
 
 def pretrain_config_from_file(path: str | Path) -> PretrainConfig:
-    """The pretraining settings in a JSON file: a run's config.json (its "pretrain" object) or a
-    file of settings alone, checked for unknown names and wrong types. Its `out`, `resume` and
+    """The pretraining settings in a JSON file: a run's config.json or a recipe (its "pretrain"
+    object, beside a recipe's "about"), or a file of settings alone, checked for unknown names
+    and wrong types. Its `out`, `resume` and
     `overwrite` are not taken: the file says what to train, the command where."""
     try:
         data = json.loads(Path(path).read_text())
@@ -277,6 +278,9 @@ def pretrain_config_from_file(path: str | Path) -> PretrainConfig:
     except ValueError as exc:
         raise PretextError(f"--config {path} is not JSON ({exc})") from None
     if isinstance(data, dict) and isinstance(data.get("pretrain"), dict):
+        extra = sorted(set(data) - {"pretrain", "about"})  # "about": a recipe's description
+        if extra:
+            raise PretextError(f"--config {path}: unknown sections {', '.join(extra)}")
         data = data["pretrain"]
     settings = checked_settings(data, f"--config {path}", unknown_ok=False)
     return replace(

@@ -1,5 +1,6 @@
 """What every training loop shares: the learning-rate schedule, the optimizer step, and the
-epoch loop of the downstream trainers (fine-tuning, linear probe, self-training, clustering).
+epoch loop of the downstream trainers (fine-tuning, linear probe, semi-supervised fine-tuning,
+clustering).
 
 An epoch visits the items in `epoch_order(size, seed, epoch)`, a pure function of its
 arguments, so a loop that resumes at an epoch sees the batches it would have seen.

@@ -52,6 +52,7 @@ def cmd_finetune(args) -> None:
 
 
 def run_finetune(args, changes: dict, seed: int) -> None:
+    passes = semi_epochs(args)
     commands.finetune_command(
         args.out,
         args.dataset,
@@ -62,7 +63,7 @@ def run_finetune(args, changes: dict, seed: int) -> None:
         device=args.device or "auto",
         limit_train=args.limit_train,
         resume=args.resume,
-        semi=SemiConfig(epochs=args.semi_epochs, seed=seed) if args.semi else None,
+        semi=SemiConfig(epochs=passes, seed=seed) if args.semi else None,
         recipe_name=args.recipe,
         changes=changes,
     )
@@ -100,7 +101,7 @@ def cmd_study(args) -> None:
         min_steps=args.min_steps,
         cluster=args.cluster,
         semi=args.semi,
-        semi_epochs=args.semi_epochs,
+        semi_epochs=semi_epochs(args),
         encoder=args.encoder,
     )
     run_dir = args.checkpoint or args.out
@@ -181,3 +182,10 @@ def cmd_augment(args) -> None:
         image_size=args.image_size,
     )
     print(f"wrote {path}")
+
+
+def semi_epochs(args) -> int:
+    """--semi-epochs, which only --semi uses (refused without it, never ignored)."""
+    if args.semi_epochs is not None and not args.semi:
+        raise PretextError("--semi-epochs needs --semi")
+    return SemiConfig.epochs if args.semi_epochs is None else args.semi_epochs

@@ -257,7 +257,7 @@ def add_semi_epochs(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--semi-epochs",
         type=int,
-        default=SemiConfig.epochs,
+        default=None,
         metavar="PASSES",
         help=f"passes of --semi over all training images (default {SemiConfig.epochs})",
     )
