@@ -58,3 +58,17 @@ def test_a_recipe_with_an_unknown_section_is_refused(tmp_path):
     (tmp_path / "bad.json").write_text(json.dumps(bad))
     with pytest.raises(PretextError, match="unknown sections finetune"):
         pretrain_config_from_file(tmp_path / "bad.json")
+
+
+def test_heads_are_sized_to_a_resnet_unless_told():
+    from pretext.config import PretrainConfig
+    from pretext.methods import RESNET_HEADS
+    from pretext.train.build import with_method_options
+
+    for method, sizes in RESNET_HEADS.items():
+        sized = with_method_options(PretrainConfig(method=method, encoder="resnet18"))
+        assert {k: getattr(sized, k) for k in sizes} == sizes, method
+    small = with_method_options(PretrainConfig(method="byol", encoder="cnn"))
+    assert (small.projection_hidden, small.projection_dim) == (128, 64)  # BYOL's own defaults
+    told = with_method_options(PretrainConfig(method="byol", encoder="resnet50", projection_dim=64))
+    assert (told.projection_hidden, told.projection_dim) == (4096, 64)

@@ -37,6 +37,29 @@ def available_methods() -> dict[str, type[SSLMethod]]:
 USER_OPTIONS = ("temperature", "projection_hidden", "projection_dim")
 
 
+# Head sizes for ResNet backbones (hidden width, output width), as solo-learn's ResNet-18
+# configs give them after each paper; the small encoders keep each method's own defaults.
+RESNET_HEADS: dict[str, dict[str, int]] = {
+    "simclr": {"projection_hidden": 2048, "projection_dim": 256},
+    "moco": {"projection_hidden": 2048, "projection_dim": 256},
+    "nnclr": {"projection_hidden": 2048, "projection_dim": 256},
+    "byol": {"projection_hidden": 4096, "projection_dim": 256},
+    "simsiam": {"projection_hidden": 2048, "projection_dim": 2048},
+    "barlow": {"projection_hidden": 2048, "projection_dim": 2048},
+    "vicreg": {"projection_hidden": 2048, "projection_dim": 2048},
+    "dino": {"projection_hidden": 2048},
+}
+
+
+RESNETS = ("resnet18", "resnet34", "resnet50")
+
+
+def head_defaults(name: str, encoder: str) -> dict:
+    """The head sizes a method takes by default on the encoder named `encoder`: the ResNet
+    sizes of RESNET_HEADS for resnet18/34/50, none (the method's own) for the others."""
+    return dict(RESNET_HEADS.get(name, {})) if encoder in RESNETS else {}
+
+
 def method_options(name: str, **given) -> dict:
     """The method's USER_OPTIONS, `given` values (None: not given) over its defaults, and any
     other keyword of its signature that is given; an option it does not take is refused."""
@@ -66,9 +89,11 @@ def build_method(name: str, encoder: nn.Module, **given) -> SSLMethod:
 
 __all__ = [
     "METHODS",
+    "RESNET_HEADS",
     "USER_OPTIONS",
     "SSLMethod",
     "available_methods",
     "build_method",
+    "head_defaults",
     "method_options",
 ]

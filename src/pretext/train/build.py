@@ -14,7 +14,14 @@ from pretext.config import PretrainConfig
 from pretext.data import ImageSet, load_dataset
 from pretext.distributed import Context
 from pretext.errors import PretextError
-from pretext.methods import USER_OPTIONS, SSLMethod, build_method, method_options
+from pretext.methods import (
+    METHODS,
+    USER_OPTIONS,
+    SSLMethod,
+    build_method,
+    head_defaults,
+    method_options,
+)
 from pretext.models import build_encoder
 from pretext.train.optim import build_optimizer
 
@@ -56,9 +63,12 @@ def training_data(cfg: PretrainConfig, ctx: Context) -> ImageSet:
 
 
 def with_method_options(cfg: PretrainConfig) -> PretrainConfig:
-    """`cfg` with the options its method takes filled in from the method's defaults (and those
-    it does not take refused), so config.json records what was trained."""
+    """`cfg` with the options its method takes filled in from the method's defaults, its head
+    sized to a ResNet backbone where it has one (and options it does not take refused), so
+    config.json records what was trained."""
     given = {key: getattr(cfg, key) for key in USER_OPTIONS}
+    sized = head_defaults(cfg.method, cfg.encoder) if cfg.method in METHODS else {}
+    given |= {key: value for key, value in sized.items() if given[key] is None}
     return replace(cfg, **method_options(cfg.method, **given))
 
 
