@@ -69,3 +69,76 @@ def test_missing_or_corrupt_files_are_one_line(tmp_path):
         load_dataset("cifar100", "test", tmp_path)
     with pytest.raises(PretextError, match="has no 'unlabeled' split"):
         load_dataset("cifar10", "unlabeled", tmp_path)
+
+
+def archive_of(tmp_path, files: dict[str, bytes], name="set.tar.gz"):
+    """A .tar.gz of `files` (archive path -> bytes), its file:// URL and its MD5."""
+    import hashlib
+    import io
+    import tarfile
+
+    path = tmp_path / name
+    with tarfile.open(path, "w:gz") as tar:
+        for member, data in files.items():
+            info = tarfile.TarInfo(member)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path.as_uri(), hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def test_a_missing_set_is_downloaded_checked_and_unpacked(tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from pretext.data import colour_sets
+
+    images = RNG.integers(0, 256, (2, 3, 32, 32), dtype=np.uint8)
+    cifar_file(tmp_path / "src" / "b.bin", images, np.array([4, 2]))
+    record = (tmp_path / "src" / "b.bin").read_bytes()
+    members = {f"cifar-10-batches-bin/data_batch_{i}.bin": record for i in range(1, 6)}
+    url, md5 = archive_of(tmp_path, {**members, "cifar-10-batches-bin/test_batch.bin": record})
+    spec = colour_sets.COLOUR_SETS["cifar10"]
+    monkeypatch.setitem(colour_sets.COLOUR_SETS, "cifar10", replace(spec, url=url, md5=md5))
+    monkeypatch.delenv("PRETEXT_NO_DOWNLOAD")
+    monkeypatch.delenv("PRETEXT_DATA_DIR", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    train = load_dataset("cifar10", "train")
+    assert torch.equal(train.images, torch.from_numpy(np.concatenate([images] * 5)))
+    cache = tmp_path / "home" / ".cache" / "pretext"
+    assert sorted(p.name for p in cache.iterdir()) == ["cifar-10-batches-bin"]  # no leftovers
+    assert load_dataset("cifar10", "test").labels.tolist() == [4, 2]  # found, not fetched again
+
+    monkeypatch.setitem(colour_sets.COLOUR_SETS, "cifar10", replace(spec, url=url, md5="0" * 32))
+    monkeypatch.setenv("HOME", str(tmp_path / "home2"))
+    with pytest.raises(PretextError, match="fails its checksum"):
+        load_dataset("cifar10", "train")
+    assert list((tmp_path / "home2" / ".cache" / "pretext").iterdir()) == []
+
+
+def test_an_archive_reaching_outside_its_folder_is_refused(tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from pretext.data import colour_sets
+
+    url, md5 = archive_of(tmp_path, {"cifar-100-binary/../../evil.txt": b"x"})
+    spec = colour_sets.COLOUR_SETS["cifar100"]
+    monkeypatch.setitem(colour_sets.COLOUR_SETS, "cifar100", replace(spec, url=url, md5=md5))
+    monkeypatch.delenv("PRETEXT_NO_DOWNLOAD")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    with pytest.raises(PretextError, match="outside cifar-100-binary/: refused"):
+        load_dataset("cifar100", "train", tmp_path / "none")
+    assert not (tmp_path / "evil.txt").exists() and not (tmp_path / "home" / "evil.txt").exists()
+    assert list((tmp_path / "home" / ".cache" / "pretext").iterdir()) == []
+
+
+def test_no_network_says_it_could_not_be_downloaded(tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from pretext.data import colour_sets
+
+    spec = colour_sets.COLOUR_SETS["stl10"]
+    gone = (tmp_path / "missing.tar.gz").as_uri()
+    monkeypatch.setitem(colour_sets.COLOUR_SETS, "stl10", replace(spec, url=gone))
+    monkeypatch.delenv("PRETEXT_NO_DOWNLOAD")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    with pytest.raises(PretextError, match="it could not be downloaded; unpack"):
+        load_dataset("stl10", "train", tmp_path / "none")

@@ -1,5 +1,6 @@
 """CIFAR-10, CIFAR-100 and STL-10 from their binary distributions (never the python-pickle
-versions: unpickling runs code). Each is found under a data directory as its archive unpacks:
+versions: unpickling runs code). Each is found under a data directory as its archive unpacks
+(or downloaded into the cache with its published checksum, where a network exists):
 
 - `cifar-10-batches-bin/data_batch_{1..5}.bin`, `test_batch.bin`: records of 1 label byte and
   3,072 pixel bytes (1,024 red, then green, then blue, row by row, 32 x 32);
@@ -18,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pretext.data.download import fetch_archive
 from pretext.data.imageset import ImageSet
 from pretext.errors import PretextError
 
@@ -28,6 +30,7 @@ class ColourSet:
     splits: dict[str, tuple[str, ...]]  # split -> its image files
     side: int
     url: str  # where a user gets the archive
+    md5: str  # the archive's, as its authors publish it
 
 
 COLOUR_SETS = {
@@ -36,18 +39,21 @@ COLOUR_SETS = {
         {"train": tuple(f"data_batch_{i}.bin" for i in range(1, 6)), "test": ("test_batch.bin",)},
         32,
         "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz",
+        "c32a1d4ab5d03f1284b67883e8d87530",
     ),
     "cifar100": ColourSet(
         "cifar-100-binary",
         {"train": ("train.bin",), "test": ("test.bin",)},
         32,
         "https://www.cs.toronto.edu/~kriz/cifar-100-binary.tar.gz",
+        "03b5dce01913d631647c71ecec9e9cb8",
     ),
     "stl10": ColourSet(
         "stl10_binary",
         {"train": ("train_X.bin",), "test": ("test_X.bin",), "unlabeled": ("unlabeled_X.bin",)},
         96,
         "https://ai.stanford.edu/~acoates/stl10/stl10_binary.tar.gz",
+        "91f7769df0f17e558f3565bffb0c7dfb",
     ),
 }
 COLOUR_SETS["cifar100-coarse"] = COLOUR_SETS["cifar100"]
@@ -69,15 +75,20 @@ def class_names(folder: Path, name: str) -> tuple[str, ...] | None:
     return tuple(line.strip() for line in lines if line.strip()) or None
 
 
-def find_folder(name: str, roots: list[Path]) -> Path:
+def find_folder(name: str, roots: list[Path], download_to: Path | None = None) -> Path:
+    """The set's unpacked folder under the first root that has it; else, with `download_to`,
+    the archive fetched and unpacked there (checksum checked)."""
     spec = COLOUR_SETS[name]
     for root in roots:
         if (root / spec.folder).is_dir():
             return root / spec.folder
+    if download_to is not None and fetch_archive(spec.url, spec.md5, download_to, spec.folder):
+        return download_to / spec.folder
     where = ", ".join(str(r) for r in roots) or "nowhere (no --data-dir)"
+    tried = "; it could not be downloaded" if download_to is not None else ""
     raise PretextError(
-        f"{name}: no {spec.folder}/ folder in {where}; unpack {spec.url} into one of them (or "
-        "pass --data-dir)"
+        f"{name}: no {spec.folder}/ folder in {where}{tried}; unpack {spec.url} into one of "
+        "them (or pass --data-dir)"
     )
 
 
@@ -107,13 +118,15 @@ def stl_images(path: Path) -> np.ndarray:
     return raw.reshape(-1, 3, 96, 96).transpose(0, 1, 3, 2)  # columns first on disk
 
 
-def load_colour_set(name: str, split: str, roots: list[Path]) -> ImageSet:
+def load_colour_set(
+    name: str, split: str, roots: list[Path], download_to: Path | None = None
+) -> ImageSet:
     """A named colour set's split as uint8 N x 3 x H x W images and int64 labels (None for
-    STL-10's unlabelled split)."""
+    STL-10's unlabelled split); with `download_to`, fetched there when no root has it."""
     spec = COLOUR_SETS[name]
     if split not in spec.splits:
         raise PretextError(f"{name} has no '{split}' split (it has {', '.join(spec.splits)})")
-    folder = find_folder(name, roots)
+    folder = find_folder(name, roots, download_to)
     if name == "stl10":
         images = np.concatenate([stl_images(folder / f) for f in spec.splits[split]])
         labels = None

@@ -358,7 +358,8 @@ def load_dataset(
     if key in NAMED_SETS:
         data = load_named(key, split, data_dir)
     elif key in COLOUR_SETS:
-        data = load_colour_set(key, split, data_roots(data_dir))
+        fetch_into = None if os.environ.get(NO_DOWNLOAD_ENV) else CACHE_DIR.expanduser()
+        data = load_colour_set(key, split, data_roots(data_dir), fetch_into)
     elif key == "digits":
         data = load_digits_set(split)
     elif path.suffix == ".npz" and path.is_file():
