@@ -3,7 +3,7 @@
     python benchmarks/semi.py --run runs/mnist --data-dir ../shared/data
         [--labels 10,100,600] [--seeds 1] [--epochs 10] [--start clusters,encoder,scratch]
         [--lr 3e-3] [--threshold 0.95] [--decay 0.99] [--labelled-batch 64]
-        [--weak light] [--strong default] [--limit-train N] [--threads N]
+        [--weak light] [--strong PRESET] [--limit-train N] [--threads N]
 
 A validation experiment: the first 5/6 of the training images train (labelled subset and
 unlabelled images alike), the last 1/6 validates. For each label count and seed the same
@@ -60,7 +60,7 @@ def main() -> None:
     parser.add_argument("--decay", type=float, default=SemiConfig.teacher_decay)
     parser.add_argument("--labelled-batch", type=int, default=SemiConfig.labelled_batch)
     parser.add_argument("--weak", default=SemiConfig.weak)
-    parser.add_argument("--strong", default=SemiConfig.strong)
+    parser.add_argument("--strong", default=None, help="default: the run's pretraining views")
     args = parser.parse_args()
     setup = split.load(args)
     device = torch.device("cpu")
@@ -72,7 +72,7 @@ def main() -> None:
         threshold=args.threshold,
         teacher_decay=args.decay,
         weak=args.weak,
-        strong=args.strong,
+        strong=args.strong or setup.pretrain.augment,
     )
     started, clusters, train_p = time.perf_counter(), None, None
     if "clusters" in args.start.split(","):

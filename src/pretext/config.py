@@ -109,10 +109,17 @@ class SemiConfig:
     batch_size: int = 256  # unlabelled images per step
     labelled_batch: int = 64  # labelled images per step, drawn at random
     weak: str = "light"  # the teacher's views
-    strong: str = "default"  # the student's views of the same images
+    strong: str | None = None  # the student's views of the same images (None: the run's own)
     teacher_decay: float = 0.99  # per step: the teacher's weights move 1% toward the student's
     from_clusters: bool = True  # start from the named clusters where they exist
     seed: int = 0
+
+
+def semi_with_run_views(cfg: SemiConfig, pretrain_augment: str | None) -> SemiConfig:
+    """`cfg` with its strong views settled: the pretraining run's own unless asked."""
+    if cfg.strong is not None:
+        return cfg
+    return replace(cfg, strong=pretrain_augment or "default")
 
 
 def scratch_finetune(cfg: FinetuneConfig) -> FinetuneConfig:

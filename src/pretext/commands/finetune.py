@@ -26,6 +26,7 @@ from pretext.config import (
     recipe,
     resolve_device,
     scratch_finetune,
+    semi_with_run_views,
     told_epochs,
     with_run_views,
 )
@@ -112,6 +113,7 @@ def finetune_command(
     cfg = with_run_views(cfg, run.augment if run else None)
     check_finetune(cfg)
     check_semi_request(semi, labels, resume)
+    semi = None if semi is None else semi_with_run_views(semi, run.augment if run else None)
     if from_scratch:
         cfg = scratch_finetune(cfg)
     dev = resolve_device(device)

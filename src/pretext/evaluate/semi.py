@@ -83,7 +83,7 @@ def semi_train(
     if not 0.0 < cfg.threshold <= 1.0:
         raise ValueError(f"threshold must be in (0, 1], got {cfg.threshold}")
     started = time.perf_counter()
-    weak, strong = preset(cfg.weak), preset(cfg.strong)
+    weak, strong = preset(cfg.weak), preset(cfg.strong or "default")
     student = copy.deepcopy(model).to(device).train()
     teacher = copy.deepcopy(student).eval().requires_grad_(False)
     optimizer = torch.optim.Adam(student.parameters(), lr=cfg.lr)
