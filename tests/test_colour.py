@@ -111,7 +111,7 @@ def test_jitter_is_seeded_per_image_and_off_at_p_zero():
     assert torch.equal(a, b) and not torch.allclose(a, x) and a.min() >= 0 and a.max() <= 1
 
 
-@pytest.mark.parametrize("name, side", [("simclr", 96), ("cifar", 32)])
+@pytest.mark.parametrize("name, side", [("simclr", 96), ("cifar", 32), ("byol", 96)])
 def test_colour_presets_make_two_views_of_colour_batches(name, side):
     from pretext.augment import make_views, preset
 
@@ -119,3 +119,21 @@ def test_colour_presets_make_two_views_of_colour_batches(name, side):
     views = make_views(images, preset(name), torch.Generator().manual_seed(0))
     assert views.shape == (2, 4, 3, side, side) and torch.isfinite(views).all()
     assert not torch.allclose(views[0], views[1])
+
+
+def test_asymmetric_views_blur_and_solarise_each_view_by_its_own_share():
+    """A pair of probabilities gives the first view the first and the second view the second:
+    here the first view is always blurred and never solarised, the second the other way."""
+    from pretext.augment import Augmentation, make_views, preset
+
+    images = torch.randint(0, 256, (5, 3, 96, 96), dtype=torch.uint8)
+    aug = Augmentation(blur_p=(1.0, 0.0), blur_sigma=(1.0, 2.0), solarize_p=(0.0, 1.0))
+    first, second = make_views(images, aug, torch.Generator().manual_seed(0))
+    x = images * (1 / 255.0)  # as the views see pixels
+    assert torch.allclose(second, torch.where(x >= 0.5, 1.0 - x, x))  # solarised, unblurred
+    assert not torch.allclose(first, x) and not torch.allclose(first, second)
+    change = (first - x).abs().mean(dim=(1, 2, 3))
+    assert (change > 0.05).all()  # every image of the first view is blurred
+    byol = preset("byol")
+    assert (byol.blur_p, byol.solarize_p) == ((1.0, 0.1), (0.0, 0.2))
+    assert byol.jitter == (0.4, 0.4, 0.2, 0.1) and byol.gray_p == 0.2

@@ -48,10 +48,11 @@ class Augmentation:
     jitter: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
     jitter_p: float = 0.0
     gray_p: float = 0.0
-    blur_p: float = 0.0
+    # Blur and solarise may be a pair: (first view, second view), as BYOL's asymmetric views.
+    blur_p: float | tuple[float, float] = 0.0
     blur_sigma: tuple[float, float] = (0.1, 2.0)
     blur_from: int = 96
-    solarize_p: float = 0.0
+    solarize_p: float | tuple[float, float] = 0.0
 
 
 # SimCLR's views of photographs (Chen et al., 2020, appendix A); its CIFAR ones (the `cifar`
@@ -102,6 +103,9 @@ PRESETS: dict[str, Augmentation] = {
     ),
     "simclr": SIMCLR,
     "cifar": replace(SIMCLR, jitter=(0.4, 0.4, 0.4, 0.1), blur_p=0.0),
+    # BYOL's two views (Grill et al., 2020, table 6): weaker jitter, then blur always on the
+    # first view and 1 in 10 on the second, solarisation only on the second (1 in 5).
+    "byol": replace(SIMCLR, jitter=(0.4, 0.4, 0.2, 0.1), blur_p=(1.0, 0.1), solarize_p=(0.0, 0.2)),
     "none": Augmentation(mean=0.1307, std=0.3081),
     "seed-none": Augmentation(pixel_scale=255.0),
 }

@@ -191,7 +191,8 @@ def colour_jitter(
 
 def colour_views(x: torch.Tensor, aug, gen: torch.Generator) -> torch.Tensor:
     """The colour steps of a preset, each on its share of the images: jitter, grayscale, blur,
-    solarisation (SimCLR's and BYOL's order)."""
+    solarisation (SimCLR's and BYOL's order); blur and solarisation may differ between the two
+    views (BYOL's asymmetric views)."""
     n, device = x.shape[0], x.device
     if aug.jitter_p and any(aug.jitter):
         x = colour_jitter(x, aug.jitter, aug.jitter_p, gen)
@@ -200,9 +201,21 @@ def colour_views(x: torch.Tensor, aug, gen: torch.Generator) -> torch.Tensor:
         x = torch.where(chosen, rgb_to_grayscale(x, 3), x)
     if aug.blur_p and min(x.shape[-2:]) >= aug.blur_from:
         sigma = torch.empty(n, device=device).uniform_(*aug.blur_sigma, generator=gen)
-        chosen = (torch.rand(n, generator=gen, device=device) < aug.blur_p).view(n, 1, 1, 1)
-        x = torch.where(chosen, gaussian_blur(x, sigma), x)
+        chosen = torch.rand(n, generator=gen, device=device) < row_shares(aug.blur_p, x)
+        x = torch.where(chosen.view(n, 1, 1, 1), gaussian_blur(x, sigma), x)
     if aug.solarize_p:
-        chosen = (torch.rand(n, generator=gen, device=device) < aug.solarize_p).view(n, 1, 1, 1)
-        x = torch.where(chosen, solarize(x, 0.5), x)
+        chosen = torch.rand(n, generator=gen, device=device) < row_shares(aug.solarize_p, x)
+        x = torch.where(chosen.view(n, 1, 1, 1), solarize(x, 0.5), x)
     return x
+
+
+def row_shares(p: float | tuple[float, float], x: torch.Tensor) -> float | torch.Tensor:
+    """Each row's probability of a step: `p`, or for a pair (first view, second view) the
+    first for the batch's first half and the second for the rest (the two views of a pair
+    are the two halves of one batch; a single batch gets half of each)."""
+    if not isinstance(p, tuple):
+        return p
+    first = len(x) // 2
+    shares = torch.full((len(x),), p[1], device=x.device)
+    shares[:first] = p[0]
+    return shares
