@@ -6,7 +6,8 @@
 #   here:   mkdir -p .gpu-data && cp -r ../shared/data/mnist .gpu-data/   (.gpu-data is ignored)
 #   there:  bash benchmarks/gpu_check.sh [OUT_DIR]      (carry .gpu-data; OUT_DIR default $OUT)
 #
-# Prints and keeps in OUT_DIR (five files): the GPU, throughput JSON (fp32, bf16), the run's log
+# Prints and keeps in OUT_DIR (six files): the GPU, throughput JSON (fp32, bf16, resnet18 at
+# 32 and 96 px in bf16 with channels_last), the run's log
 # and metrics.json. PRETEXT_DEVICE=cpu, RUN_SECONDS and RUN_OPTIONS try it out anywhere.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +21,9 @@ timeout 240 python3 benchmarks/throughput.py --device "$device" --seconds 3 \
     > "$out/throughput_fp32.json" && cat "$out/throughput_fp32.json"
 timeout 240 python3 benchmarks/throughput.py --device "$device" --bf16 --seconds 3 \
     > "$out/throughput_bf16.json" && cat "$out/throughput_bf16.json"
+timeout 240 python3 benchmarks/throughput.py --device "$device" --bf16 --channels-last --seconds 3 \
+    --configs resnet18:512:32,resnet18:256:96 > "$out/throughput_resnet18.json" \
+    && cat "$out/throughput_resnet18.json"
 run="${RUN_DIR:-/tmp/pretext-gpu-run}"  # outside OUT_DIR: only a few files come back from there
 rm -rf "$run"
 timeout "${RUN_SECONDS:-420}" python3 -m pretext run --device "$device" --data-dir .gpu-data \

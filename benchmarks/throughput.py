@@ -1,7 +1,10 @@
 """Pretraining throughput: the model alone vs the real training step vs making views alone.
 
-    python benchmarks/throughput.py [--threads N] [--device cpu|cuda] [--bf16] [--seconds S]
+    python benchmarks/throughput.py [--threads N] [--device cpu|cuda] [--bf16] [--channels-last]
+        [--seconds S] [--configs ENCODER:BATCH[:SIDE],...]
 
+A config without SIDE trains on MNIST-sized grayscale digits with the `default` views; with
+SIDE (resnet18:256:32, resnet18:256:96) on colour images of that side with the `simclr` views.
 Prints one JSON object. Images per second count both views (a batch of B gives 2B images).
 overhead = full / model - 1 in seconds per step (= model img/s / full img/s - 1): how much slower
 the real step is than the model alone.
@@ -73,16 +76,23 @@ def measure(
     device: torch.device,
     seconds: float,
     bf16: bool,
+    channels_last: bool = False,
 ) -> dict:
-    cfg = with_method_options(PretrainConfig(encoder=encoder_name, batch_size=batch))
+    colour = images.shape[1] == 3
+    cfg = PretrainConfig(
+        encoder=encoder_name, batch_size=batch, augment="simclr" if colour else "default"
+    )
+    cfg = with_method_options(cfg)
     aug = preset(cfg.augment)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+    shape = (images.shape[1], images.shape[-1])
+    layout = torch.channels_last if channels_last else torch.contiguous_format
 
     # (a) model: encoder forward + backward + Adam on a ready float batch of 2B images.
     torch.manual_seed(0)
-    encoder = build_encoder(encoder_name).to(device)
+    encoder = build_encoder(encoder_name, *shape).to(device, memory_format=layout)
     optimizer = build_optimizer(cfg, encoder.parameters())  # the training loop's optimizer
-    ready = torch.randn(2 * batch, 1, 28, 28, device=device)
+    ready = torch.randn(2 * batch, *images.shape[1:], device=device).to(memory_format=layout)
 
     def model_step() -> None:
         with autocast:
@@ -95,11 +105,11 @@ def measure(
     torch.manual_seed(0)
     method = build_method(
         "simclr",
-        build_encoder(encoder_name),
+        build_encoder(encoder_name, *shape),
         temperature=cfg.temperature,
         projection_hidden=cfg.projection_hidden,
         projection_dim=cfg.projection_dim,
-    ).to(device)
+    ).to(device, memory_format=layout)
     full_optimizer = build_optimizer(cfg, method.parameters())
     generator = torch.Generator(device).manual_seed(0)
     order = epoch_order(len(images), 0, 0).to(device)
@@ -124,11 +134,21 @@ def measure(
     return {
         "encoder": encoder_name,
         "batch_size": batch,
+        "image": list(images.shape[1:]),
+        "views": cfg.augment,
         "model_images_per_s": round(rates["model"]),
         "full_images_per_s": round(rates["full"]),
         "views_images_per_s": round(rates["views"]),
         "overhead": round(rates["model"] / rates["full"] - 1, 3),
     }
+
+
+def test_images(side: int | None, device: torch.device) -> torch.Tensor:
+    """uint8 data to draw batches from (the pixel values do not change the cost of any step):
+    60,000 MNIST-sized digits, or 4,096 colour images of `side` pixels."""
+    shape = (60000, 1, 28, 28) if side is None else (4096, 3, side, side)
+    generator = torch.Generator().manual_seed(0)
+    return torch.randint(0, 256, shape, dtype=torch.uint8, generator=generator).to(device)
 
 
 def environment() -> dict:
@@ -145,6 +165,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast for the forward pass")
+    parser.add_argument("--channels-last", action="store_true", help="NHWC model and inputs")
     parser.add_argument("--seconds", type=float, default=9.0, help="timing per configuration")
     parser.add_argument("--configs", default="cnn:32,cnn:256,cnn:512,convnet:256")
     args = parser.parse_args()
@@ -153,14 +174,13 @@ def main() -> None:
     device = resolve_device(args.device)
     if device.type == "cpu":
         keep_freed_memory()  # as pretrain() does
-    # MNIST-sized uint8 data; the pixel values do not change the cost of any step.
-    images = torch.randint(
-        0, 256, (60000, 1, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
-    ).to(device)
     rows = []
     for item in args.configs.split(","):
-        name, batch = item.split(":")
-        rows.append(measure(name, int(batch), images, device, args.seconds, args.bf16))
+        name, batch, *side = item.split(":")
+        images = test_images(int(side[0]) if side else None, device)
+        rows.append(
+            measure(name, int(batch), images, device, args.seconds, args.bf16, args.channels_last)
+        )
     print(
         json.dumps(
             {
@@ -168,6 +188,7 @@ def main() -> None:
                 if device.type == "cpu"
                 else torch.cuda.get_device_name(device),
                 "bf16": args.bf16,
+                "channels_last": args.channels_last,
                 **environment(),
                 "results": rows,
             },

@@ -19,14 +19,21 @@ def run_benchmark(script: str, *options: str) -> dict:
 
 def test_throughput_benchmark_runs_and_prints_json():
     report = run_benchmark(
-        "throughput.py", "--seconds", "0.05", "--threads", "1", "--configs", "cnn:8"
+        "throughput.py", "--seconds", "0.05", "--threads", "1", "--configs", "cnn:8,resnet18:2:32"
     )
-    (row,) = report["results"]
-    assert row["encoder"] == "cnn" and row["batch_size"] == 8
-    for key in ("model_images_per_s", "full_images_per_s", "views_images_per_s"):
-        assert row[key] > 0
-    expected = row["model_images_per_s"] / row["full_images_per_s"] - 1
-    assert abs(row["overhead"] - expected) < 0.01
+    digits, photos = report["results"]
+    assert digits["encoder"] == "cnn" and digits["batch_size"] == 8
+    assert (digits["image"], digits["views"]) == ([1, 28, 28], "default")
+    assert (photos["encoder"], photos["image"], photos["views"]) == (
+        "resnet18",
+        [3, 32, 32],
+        "simclr",
+    )
+    for row in (digits, photos):
+        for key in ("model_images_per_s", "full_images_per_s", "views_images_per_s"):
+            assert row[key] > 0
+        expected = row["model_images_per_s"] / row["full_images_per_s"] - 1
+        assert abs(row["overhead"] - expected) < 0.01
 
 
 def test_step_parts_benchmark_runs_and_prints_json():
