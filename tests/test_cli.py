@@ -117,16 +117,18 @@ def test_pretrain_then_finetune_and_scratch_through_the_cli(tiny_data, tmp_path,
     assert main([*again, "--semi-epochs", "1"]) == 0
     printed = capsys.readouterr().out
     assert "clustering" in printed and "semi epoch 1/1" in printed
-    tuned = json.loads((out / "metrics.json").read_text())["finetune"]
+    recorded = json.loads((out / "metrics.json").read_text())
+    tuned = recorded["semi"]
     assert tuned["semi"]["epochs"] == 1 and 0 <= tuned["semi"]["confident"] <= 1
     assert tuned["labels"] == 20 and 0 <= tuned["test_accuracy"] <= 1
+    assert recorded["finetune"] == metrics["finetune"]  # the plain fine-tune's record stays
     assert main([*again, "--semi-epochs", "0"]) != 0
     assert "--semi-epochs must be >= 1" in capsys.readouterr().err
     assert main(["finetune", *common, "--out", str(out), "--semi"]) != 0
     assert "--semi needs --labels N" in capsys.readouterr().err
     assert main(["finetune", *common, "--out", str(out), "--semi-epochs", "2"]) != 0
     assert "--semi-epochs needs --semi" in capsys.readouterr().err
-    assert json.loads((out / "metrics.json").read_text())["finetune"] == tuned  # kept
+    assert json.loads((out / "metrics.json").read_text())["semi"] == tuned  # kept
 
 
 def test_existing_run_is_not_overwritten(tiny_data, tmp_path, capsys):

@@ -137,21 +137,24 @@ def finetune_command(
         raise PretextError(f"--resume: no fine-tuning checkpoint at {saved} to continue")
     if semi is None:
         result = finetune(model, train, test, cfg, dev, log, name, saved, resume, data)
+        result["settings"] = asdict(cfg)
     else:
         clusters = None if from_scratch else ClusterConfig(augment=run.augment if run else None)
         result = semi_finetune(model, every, train, test, semi, clusters, dev, log)
-        name = "scratch-semi" if from_scratch else "semi"
     classifier = result.pop("model")
     if run_dir is not None and not from_scratch:
         draw_classifier_pictures(rundir.RunDir(run_dir), classifier, test, cfg, dev)
     result["labels"] = len(train)
     result["from_scratch"] = from_scratch
-    result["settings"] = asdict(cfg)
     log(f"test accuracy {100 * result['test_accuracy']:.2f}%")
     if run_dir is not None:
-        key = "finetune_scratch" if from_scratch else "finetune"
-        rundir.update_metrics(run_dir, **{key: result})
+        rundir.update_metrics(run_dir, **{metrics_key(from_scratch, semi is not None): result})
     return result
+
+
+def metrics_key(from_scratch: bool, semi: bool) -> str:
+    """Where metrics.json keeps a fine-tune: each kind its own record."""
+    return ("semi" if semi else "finetune") + ("_scratch" if from_scratch else "")
 
 
 def labelled_data(dataset: str, limit_train, every: ImageSet, subset) -> dict:
