@@ -131,13 +131,10 @@ def finetune_command(
     if encoder is None:
         encoder = rundir.encoder_of(run, None, run_dir) if run else "cnn"
     model = starting_encoder(run_dir, encoder, from_scratch, train.images, cfg.seed, dev)
-    name = "scratch" if from_scratch else "finetune"
-    saved = None if run_dir is None else rundir.RunDir(run_dir).finetune_checkpoint(from_scratch)
-    if resume and (saved is None or not saved.is_file()):
-        raise PretextError(f"--resume: no fine-tuning checkpoint at {saved} to continue")
     if semi is None:
-        result = finetune(model, train, test, cfg, dev, log, name, saved, resume, data)
-        result["settings"] = asdict(cfg)
+        result = plain_finetune(
+            run_dir, model, train, test, cfg, from_scratch, resume, data, dev, log
+        )
     else:
         clusters = None if from_scratch else ClusterConfig(augment=run.augment if run else None)
         result = semi_finetune(model, every, train, test, semi, clusters, dev, log)
@@ -150,6 +147,17 @@ def finetune_command(
     if run_dir is not None:
         rundir.update_metrics(run_dir, **{metrics_key(from_scratch, semi is not None): result})
     return result
+
+
+def plain_finetune(run_dir, model, train, test, cfg, from_scratch, resume, data, device, log):
+    """Fine-tuning on the labelled images alone, checkpointed in the run directory each epoch
+    (`resume` continues it); the result records its settings."""
+    name = "scratch" if from_scratch else "finetune"
+    saved = None if run_dir is None else rundir.RunDir(run_dir).finetune_checkpoint(from_scratch)
+    if resume and (saved is None or not saved.is_file()):
+        raise PretextError(f"--resume: no fine-tuning checkpoint at {saved} to continue")
+    result = finetune(model, train, test, cfg, device, log, name, saved, resume, data)
+    return {**result, "settings": asdict(cfg)}
 
 
 def metrics_key(from_scratch: bool, semi: bool) -> str:
