@@ -136,7 +136,9 @@ def finetune_command(
             run_dir, model, train, test, cfg, from_scratch, resume, data, dev, log
         )
     else:
-        clusters = None if from_scratch else ClusterConfig(augment=run.augment if run else None)
+        views = run.augment if run else None
+        per_class = ClusterConfig(clusters=every.num_classes, augment=views)
+        clusters = None if from_scratch else per_class
         result = semi_finetune(model, every, train, test, semi, clusters, dev, log)
     classifier = result.pop("model")
     if run_dir is not None and not from_scratch:

@@ -124,6 +124,8 @@ def study_command(
     check_study_request(labels, seeds, semi_epochs, train.labels, min_steps)  # before any work
     # Counts beyond the data set mean all of it: one row for all, not one per count given.
     cfg = replace(cfg, labels=tuple(dict.fromkeys(min(n, len(train)) for n in cfg.labels)))
+    # one cluster per class: named one to one, and the start of the semi arm
+    cfg = replace(cfg, clustering=replace(cfg.clustering, clusters=train.num_classes))
     name = rundir.encoder_of(pre, encoder, run_dir)
     encoder = rundir.load_encoder(run_dir, dev, named=name)
     files = rundir.RunDir(out if out is not None else run_dir)
