@@ -123,7 +123,8 @@ def shared_parts(encoder, train: ImageSet, test: ImageSet, cfg: StudyConfig, dev
         clusters = train_clusters(encoder, train.images, cfg.clustering, device, quiet)
         parts["clusters"] = clusters
         parts["train_p"] = cluster_probabilities(clusters, train.images, device)
-        parts["test_c"] = assign_clusters(clusters, test.images, device)[0]
+        if "cluster" in cfg.methods:  # only that method scores the clusters themselves
+            parts["test_c"] = assign_clusters(clusters, test.images, device)[0]
         took = round(time.perf_counter() - started, 3)
         parts["once"] = {m: took for m in ("cluster", "semi") if m in cfg.methods}
     return parts
