@@ -22,6 +22,7 @@ import validation
 from throughput import environment
 
 from pretext.augment import preset
+from pretext.config import input_stats
 from pretext.evaluate.classify import extract_features
 from pretext.evaluate.study import StudyConfig, paired_gain, run_study
 from pretext.models import build_encoder
@@ -44,10 +45,14 @@ def main() -> None:
         labels=tuple(int(n) for n in args.labels.split(",")),
         seeds=args.seeds,
         finetune=setup.finetune,
+        stats=input_stats(pre),
     )
     # embedding units that no training image turns on (after a ReLU: never positive)
     features = extract_features(
-        setup.encoder, train.images, preset(setup.finetune.augment), torch.device("cpu")
+        setup.encoder,
+        train.images,
+        preset(setup.finetune.augment, study.stats),
+        torch.device("cpu"),
     )
     dead_units = int((features.amax(0) <= 0).sum())
     quiet = lambda *_: None  # noqa: E731

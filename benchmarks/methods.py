@@ -28,8 +28,10 @@ from pretext.rundir import load_encoder
 from pretext.train import pretrain
 
 
-def frozen_scores(encoder, train, test, device) -> dict:
-    aug = preset("none")
+def frozen_scores(encoder, train, test, device, stats=None) -> dict:
+    """kNN and linear-probe test accuracy of the frozen `encoder` (inputs normalised by
+    `stats`, a run's; None: MNIST's)."""
+    aug = preset("none", stats)
     train_x = extract_features(encoder, train.images, aug, device)
     test_x = extract_features(encoder, test.images, aug, device)
     probe = linear_probe(train_x, train.labels, test_x, test.labels, LinearProbeConfig())

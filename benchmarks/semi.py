@@ -27,7 +27,7 @@ import validation as split
 from throughput import environment
 
 from pretext.augment import preset
-from pretext.config import ClusterConfig, SemiConfig
+from pretext.config import ClusterConfig, SemiConfig, input_stats
 from pretext.data import stratified_subset
 from pretext.evaluate.classify import accuracy
 from pretext.evaluate.cluster import cluster_probabilities, match_clusters, train_clusters
@@ -75,6 +75,8 @@ def main() -> None:
         strong=args.strong or setup.pretrain.augment,
     )
     started, clusters, train_p = time.perf_counter(), None, None
+    stats = input_stats(setup.pretrain)
+    plain = preset("none", stats)
     if "clusters" in args.start.split(","):
         clusters = train_clusters(
             setup.encoder,
@@ -82,8 +84,9 @@ def main() -> None:
             ClusterConfig(augment=setup.pretrain.augment),
             device,
             quiet,
+            stats,
         )
-        train_p = cluster_probabilities(clusters, train.images, device)
+        train_p = cluster_probabilities(clusters, train.images, device, stats)
     cluster_seconds = time.perf_counter() - started
     rows = []
     for count in (int(n) for n in args.labels.split(",")):
@@ -93,13 +96,13 @@ def main() -> None:
             row = {"labels": count, "seed": seed}
             for start in args.start.split(","):
                 model = starting_model(start, setup, clusters, train_p, subset, idx, seed)
-                before = accuracy(model, validation, preset("none"), device)
+                before = accuracy(model, validation, plain, device)
                 out = semi_train(
-                    model, train.images, subset, replace(cfg, seed=seed), device, quiet
+                    model, train.images, subset, replace(cfg, seed=seed), device, quiet, stats
                 )
                 row[start] = {
                     "start": round(before, 4),
-                    "semi": round(accuracy(out["model"], validation, preset("none"), device), 4),
+                    "semi": round(accuracy(out["model"], validation, plain, device), 4),
                     "confident": round(out["confident"], 4),
                     "seconds": out["seconds"],
                 }

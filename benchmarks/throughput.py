@@ -24,6 +24,7 @@ from pretext.allocator import keep_freed_memory
 from pretext.augment import make_views, preset
 from pretext.config import PretrainConfig, resolve_device
 from pretext.data import epoch_order
+from pretext.data.stats import PUBLISHED
 from pretext.methods import build_method
 from pretext.models import build_encoder
 from pretext.train import build_optimizer, pretrain_step
@@ -83,7 +84,7 @@ def measure(
         encoder=encoder_name, batch_size=batch, augment="simclr" if colour else "default"
     )
     cfg = with_method_options(cfg)
-    aug = preset(cfg.augment)
+    aug = preset(cfg.augment, PUBLISHED["cifar10"] if colour else None)  # per channel
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
     shape = (images.shape[1], images.shape[-1])
     layout = torch.channels_last if channels_last else torch.contiguous_format

@@ -137,3 +137,53 @@ def test_asymmetric_views_blur_and_solarise_each_view_by_its_own_share():
     byol = preset("byol")
     assert (byol.blur_p, byol.solarize_p) == ((1.0, 0.1), (0.0, 0.2))
     assert byol.jitter == (0.4, 0.4, 0.2, 0.1) and byol.gray_p == 0.2
+
+
+def test_duotone_paints_the_shape_in_two_given_colours():
+    """A two-colour image (background, strokes) comes back as the same shape in the new
+    colours: the darker old colour becomes `dark`, the lighter `light`, by hand."""
+    ink = torch.zeros(2, 1, 4, 4)
+    ink[:, :, 1:3, 1:3] = 1.0  # a square stroke
+    old_bg, old_fg = torch.tensor([0.9, 0.8, 0.7]), torch.tensor([0.1, 0.2, 0.3])
+    x = old_bg.view(1, 3, 1, 1) + ink * (old_fg - old_bg).view(1, 3, 1, 1)
+    dark, light = torch.tensor([[1.0, 0.0, 0.0]] * 2), torch.tensor([[0.0, 0.0, 1.0]] * 2)
+    out = colour.duotone(x, dark, light)
+    # the strokes are the darker colour: they become `dark`, the background `light`
+    expected = light.view(2, 3, 1, 1) + ink * (dark - light).view(2, 3, 1, 1)
+    assert torch.allclose(out, expected, atol=1e-6)
+    flat = colour.duotone(torch.full((1, 3, 2, 2), 0.4), dark[:1], light[:1])
+    assert torch.allclose(flat, dark[:1].view(1, 3, 1, 1).expand(1, 3, 2, 2))
+
+
+def test_random_duotone_gives_the_two_views_of_a_pair_unrelated_colours():
+    from pretext.augment import make_views, preset
+
+    x = torch.zeros(64, 3, 28, 28, dtype=torch.uint8)
+    x[:, 0, 8:20, 8:20] = 255  # the same red square on black in every image
+    first, second = make_views(
+        x, replace_p(preset("duotone"), 1.0), torch.Generator().manual_seed(0)
+    )
+    corner = lambda v: v[:, :, 0, 0]  # noqa: E731  (the background, never erased or moved in)
+    # the background colours of a view and its pair are uncorrelated across the batch
+    a, b = corner(first).flatten(), corner(second).flatten()
+    assert abs(torch.corrcoef(torch.stack([a, b]))[0, 1]) < 0.3
+    assert corner(first).std(0).min() > 0.2  # and vary from image to image
+    assert torch.equal(
+        colour.random_duotone(x / 255.0, 0.0, torch.Generator().manual_seed(0)), x / 255.0
+    )
+
+
+def replace_p(aug, p):
+    from dataclasses import replace
+
+    return replace(
+        aug,
+        duotone_p=p,
+        erase_p=0.0,
+        noise_p=0.0,
+        degrees=0.0,
+        translate=0.0,
+        scale=(1.0, 1.0),
+        shear=0.0,
+        elastic=0.0,
+    )

@@ -82,7 +82,7 @@ def test_scratch_baseline_never_anchors(monkeypatch):
     same steps and augmentation, without it."""
     seen = {}
 
-    def fake_finetune(encoder, subset, test, cfg, device, log, label):
+    def fake_finetune(encoder, subset, test, cfg, device, log, label, stats=None):
         seen[label] = cfg
         return {"test_accuracy": 0.5}
 

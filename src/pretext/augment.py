@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from pretext.colour import colour_views, crop_and_flip, random_resized_crop
+from pretext.data.stats import InputStats
 from pretext.errors import PretextError
 from pretext.matmul import product_transposed
 
@@ -23,8 +24,10 @@ class Augmentation:
     """A recipe for random views. Zero strengths switch a step off."""
 
     pixel_scale: float = 1.0  # the seed recipe feeds 0-255 pixels, as the original did
-    mean: float = 0.0
-    std: float = 1.0
+    # The input normalisation, one value for all channels or one per channel. A preset holds
+    # MNIST's; a run replaces it with its data's (`with_stats`), presets of raw pixels excepted.
+    mean: float | tuple[float, ...] = 0.0
+    std: float | tuple[float, ...] = 1.0
     keep_first_view: bool = False  # seed recipe: pair the untouched image with one view
     cutout_size: int = 0  # a square patch of mid-grey at a random position
     rotate90: bool = False  # a fixed quarter turn, as in the original
@@ -53,6 +56,10 @@ class Augmentation:
     blur_sigma: tuple[float, float] = (0.1, 2.0)
     blur_from: int = 96
     solarize_p: float | tuple[float, float] = 0.0
+    # Repaint a share of the images in two random colours (pretext.colour.random_duotone): for
+    # data whose colours say nothing of the class, as the coloured digits of
+    # benchmarks/colour_digits.py.
+    duotone_p: float = 0.0
 
 
 # SimCLR's views of photographs (Chen et al., 2020, appendix A); its CIFAR ones (the `cifar`
@@ -109,12 +116,28 @@ PRESETS: dict[str, Augmentation] = {
     "none": Augmentation(mean=0.1307, std=0.3081),
     "seed-none": Augmentation(pixel_scale=255.0),
 }
+# The digit views on images whose colours are a nuisance: most views repainted in two random
+# colours, so that no view shares its pair's colours (benchmarks/colour_digits.py).
+PRESETS["duotone"] = replace(PRESETS["default"], duotone_p=0.8)
 
 
-def preset(name: str) -> Augmentation:
+def with_stats(aug: Augmentation, stats: InputStats | None) -> Augmentation:
+    """`aug` normalised by `stats`; the seed recipe's presets, which feed raw pixels as the
+    write-up did, and `stats` None keep their own."""
+    if stats is None or (aug.mean == 0.0 and aug.std == 1.0):
+        return aug
+    mean, std = stats.mean, stats.std
+    if len(set(mean)) == 1 and len(set(std)) == 1:  # one value: the scalar fast path
+        return replace(aug, mean=mean[0], std=std[0])
+    return replace(aug, mean=tuple(mean), std=tuple(std))
+
+
+def preset(name: str, stats: InputStats | None = None) -> Augmentation:
+    """The views `name`, normalised by the data's `stats` (None: the preset's own, MNIST's;
+    a run's are `pretext.config.input_stats(cfg)`)."""
     if name not in PRESETS:
         raise PretextError(f"unknown augmentation {name!r}: use one of {', '.join(PRESETS)}")
-    return PRESETS[name]
+    return with_stats(PRESETS[name], stats)
 
 
 def uniform(
@@ -128,12 +151,36 @@ def to_unit(images: torch.Tensor) -> torch.Tensor:
     return images * (1.0 / 255.0)
 
 
+@functools.lru_cache(maxsize=32)
+def channel_factors(
+    aug: Augmentation, device: torch.device, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(1, C, 1, 1) gain and shift of a per-channel normalisation: x * gain + shift; made once
+    per device, not every step."""
+    gain = [aug.pixel_scale / s for s in aug.std]
+    shift = [-m / s for m, s in zip(aug.mean, aug.std, strict=True)]
+    as_tensor = lambda v: torch.tensor(v, dtype=dtype).view(1, -1, 1, 1).to(device)  # noqa: E731
+    return as_tensor(gain), as_tensor(shift)
+
+
 def normalise(x: torch.Tensor, aug: Augmentation) -> torch.Tensor:
     """[0, 1] pixels -> the network's input scale."""
+    if isinstance(aug.mean, tuple):
+        gain, shift = channel_factors(aug, x.device, x.dtype)
+        return torch.addcmul(shift, x, gain)
     gain, shift = aug.pixel_scale / aug.std, -aug.mean / aug.std
     if gain == 1.0 and shift == 0.0:
         return x
     return x.mul(gain).add_(shift)
+
+
+def to_pixels(x: torch.Tensor, aug: Augmentation) -> torch.Tensor:
+    """The network's input back to [0, 1] pixels (what a picture of the views shows)."""
+    mean, std = aug.mean, aug.std
+    if isinstance(mean, tuple):
+        mean = torch.tensor(mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+        std = torch.tensor(std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    return ((x * std + mean) / aug.pixel_scale).clamp(0, 1)
 
 
 def to_input(images: torch.Tensor, aug: Augmentation) -> torch.Tensor:
@@ -309,7 +356,6 @@ def photometric(x: torch.Tensor, aug: Augmentation, gen: torch.Generator) -> tor
     in-place product; the noise's -1/2 offset and the normalisation are one affine step; the
     clamp moves past the normalisation."""
     n, _, h, w = x.shape
-    gain, shift = aug.pixel_scale / aug.std, -aug.mean / aug.std
     factor = uniform(n, 1 - aug.contrast, 1 + aug.contrast, gen, x.device) if aug.contrast else None
     # The first step that changes pixels makes a new tensor (x may be the caller's); the others
     # work in place on it, so that no further batch-sized buffer is touched (fresh memory costs
@@ -329,10 +375,16 @@ def photometric(x: torch.Tensor, aug: Augmentation, gen: torch.Generator) -> tor
         owned = True
         offset[chosen] = -127.5 * scale
     # normalise(clamp(x + offset, 0, 1)) = clamp(gain * (x + offset) + shift, shift, gain + shift)
-    shifts = offset.mul_(gain).add_(shift).view(n, 1, 1, 1)
-    x = torch.add(shifts, x, alpha=gain, out=x) if owned else torch.add(shifts, x, alpha=gain)
+    if isinstance(aug.mean, tuple):  # a gain and shift per channel
+        gain, shift = channel_factors(aug, x.device, x.dtype)
+        shifts = torch.addcmul(shift, offset.view(n, 1, 1, 1), gain)
+        x = x.mul_(gain).add_(shifts) if owned else torch.addcmul(shifts, x, gain)
+    else:
+        gain, shift = aug.pixel_scale / aug.std, -aug.mean / aug.std
+        shifts = offset.mul_(gain).add_(shift).view(n, 1, 1, 1)
+        x = torch.add(shifts, x, alpha=gain, out=x) if owned else torch.add(shifts, x, alpha=gain)
     if aug.contrast or aug.noise_p:  # the other steps cannot leave [0, 1]
-        x.clamp_(shift, gain + shift)
+        x = x.clamp_(shift, gain + shift)
     return x
 
 

@@ -189,11 +189,35 @@ def colour_jitter(
     return x
 
 
-def colour_views(x: torch.Tensor, aug, gen: torch.Generator) -> torch.Tensor:
-    """The colour steps of a preset, each on its share of the images: jitter, grayscale, blur,
-    solarisation (SimCLR's and BYOL's order); blur and solarisation may differ between the two
-    views (BYOL's asymmetric views)."""
+def duotone(x: torch.Tensor, dark: torch.Tensor, light: torch.Tensor) -> torch.Tensor:
+    """Each image's luma stretched to its own full range, then painted from the colour `dark`
+    (at its darkest pixel) to `light` (at its brightest), N x 3 each: the same shapes in two
+    new colours. A flat image becomes `dark`."""
+    gray = rgb_to_grayscale(x, 1)
+    low = gray.amin(dim=(-2, -1), keepdim=True)
+    span = gray.amax(dim=(-2, -1), keepdim=True) - low
+    level = (gray - low) / span.clamp_min(1e-6)
+    dark, light = dark.view(-1, 3, 1, 1), light.view(-1, 3, 1, 1)
+    return torch.addcmul(dark, level, light - dark)
+
+
+def random_duotone(x: torch.Tensor, p: float, gen: torch.Generator) -> torch.Tensor:
+    """`duotone` with two uniformly random colours per image, on a share `p` of the images:
+    whatever colours an image came in, its views share none of them (a view cannot be matched
+    to its pair by colour, only by shape)."""
     n, device = x.shape[0], x.device
+    colours = torch.rand(n, 6, generator=gen, device=device).to(x.dtype)
+    chosen = (torch.rand(n, generator=gen, device=device) < p).view(n, 1, 1, 1)
+    return torch.where(chosen, duotone(x, colours[:, :3], colours[:, 3:]), x)
+
+
+def colour_views(x: torch.Tensor, aug, gen: torch.Generator) -> torch.Tensor:
+    """The colour steps of a preset, each on its share of the images: random duotone, jitter,
+    grayscale, blur, solarisation (SimCLR's and BYOL's order after the duotone); blur and
+    solarisation may differ between the two views (BYOL's asymmetric views)."""
+    n, device = x.shape[0], x.device
+    if aug.duotone_p and x.shape[1] == 3:
+        x = random_duotone(x, aug.duotone_p, gen)
     if aug.jitter_p and any(aug.jitter):
         x = colour_jitter(x, aug.jitter, aug.jitter_p, gen)
     if aug.gray_p and x.shape[1] == 3:

@@ -13,6 +13,7 @@ from typing import get_args, get_type_hints
 
 import torch
 
+from pretext.data.stats import MNIST_STATS, InputStats
 from pretext.errors import PretextError
 
 
@@ -40,6 +41,10 @@ class PretrainConfig:
     seed: int = 0
     limit_train: int | None = None
     image_size: int | None = None  # resize every image to this square size (None: as stored)
+    # Per-channel input normalisation of [0, 1] pixels; None: the data's (pretext.data.stats),
+    # settled when pretraining starts and recorded in config.json for every later command.
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
     device: str = "auto"
     threads: int | None = None
     bf16: bool = False  # bfloat16 autocast for the forward pass (for GPUs that have it)
@@ -200,6 +205,14 @@ RECIPES: dict[str, RunConfig] = {
 }
 
 
+def input_stats(cfg: PretrainConfig) -> InputStats:
+    """What a run's views are normalised by: its recorded mean and std (runs that predate the
+    record were normalised by MNIST's)."""
+    if cfg.mean is None or cfg.std is None:
+        return MNIST_STATS
+    return InputStats(tuple(cfg.mean), tuple(cfg.std))
+
+
 def recipe(name: str) -> RunConfig:
     if name not in RECIPES:
         raise PretextError(f"unknown recipe {name!r}: use one of {', '.join(RECIPES)}")
@@ -244,6 +257,10 @@ def validate(cfg: PretrainConfig) -> None:
             raise PretextError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(cfg, name)}")
     if not cfg.encoder or not cfg.dataset:
         raise PretextError("--encoder and --dataset must not be empty")
+    if (cfg.mean is None) != (cfg.std is None):
+        raise PretextError("mean and std are given together (one value per channel each)")
+    if cfg.mean is not None:
+        InputStats(tuple(cfg.mean), tuple(cfg.std))  # one line if they do not fit
 
 
 def check_finetune(cfg: FinetuneConfig, prefix: str = "") -> None:
@@ -295,6 +312,17 @@ def pretrain_config_from_file(path: str | Path) -> PretrainConfig:
     )
 
 
+PER_CHANNEL = ("mean", "std")  # lists of numbers in JSON, a tuple in the config
+
+
+def per_channel(value, where: str) -> tuple[float, ...]:
+    """A JSON list of numbers as one float per channel."""
+    numbers = isinstance(value, list | tuple) and value
+    if not numbers or any(isinstance(v, bool) or not isinstance(v, int | float) for v in value):
+        raise PretextError(f"{where} must be a list of numbers (one per channel), got {value!r}")
+    return tuple(float(v) for v in value)
+
+
 def checked_settings(data, where: str, unknown_ok: bool) -> dict:
     """`data` as PretrainConfig fields, each of the field's type (one line naming the first
     that is not); names it does not know are refused, or skipped with `unknown_ok` (a run
@@ -307,6 +335,9 @@ def checked_settings(data, where: str, unknown_ok: bool) -> dict:
         raise PretextError(f"{where}: unknown settings {', '.join(unknown)}")
     known = {name: value for name, value in data.items() if name in types}
     for name, value in known.items():
+        if name in PER_CHANNEL and value is not None:
+            known[name] = per_channel(value, f"{where}: {name}")
+            continue
         allowed = get_args(types[name]) or (types[name],)
         if float in allowed:
             allowed = (*allowed, int)  # 1 for 1.0

@@ -15,7 +15,7 @@ from sklearn.metrics import normalized_mutual_info_score
 from pretext import rundir
 from pretext.checkpoint import save_checkpoint, write_npz, write_text_atomic
 from pretext.commands.search import image_sources
-from pretext.config import ClusterConfig, resolve_device
+from pretext.config import ClusterConfig, input_stats, resolve_device
 from pretext.data import ImageSet, load_dataset
 from pretext.errors import PretextError
 from pretext.evaluate.cluster import assign_clusters, match_clusters, named_accuracy, train_clusters
@@ -58,9 +58,10 @@ def cluster_command(
         raise PretextError(f"--neighbours {cfg.neighbours}: the data has {len(train)} images")
     started = time.perf_counter()
     pretrained = rundir.load_encoder(run_dir, dev, named=encoder)
-    model = train_clusters(pretrained, train.images, cfg, dev, log)
+    stats = input_stats(pre)
+    model = train_clusters(pretrained, train.images, cfg, dev, log, stats)
     seconds = round(time.perf_counter() - started, 3)
-    train_c, train_conf = assign_clusters(model, train.images, dev)
+    train_c, train_conf = assign_clusters(model, train.images, dev, stats)
     sizes = torch.bincount(train_c, minlength=cfg.clusters).tolist()
     result: dict = {
         "clusters": cfg.clusters,
@@ -75,7 +76,8 @@ def cluster_command(
     if train.labels is not None:  # unlabelled data has nothing to score the clusters by
         test = load_dataset(dataset, "test", data_dir, image_size=pre.image_size)
         if test.labels is not None:
-            names = score_clusters(model, train_c, train, test, cfg, dev, result, arrays, log)
+            scored = (result, arrays, log)
+            names = score_clusters(model, train_c, train, test, cfg, dev, stats, *scored)
     write_npz(run.clusters_npz, **arrays)
     write_cluster_table(run.clusters_csv, dataset, train, test, arrays, names)
     save_checkpoint(
@@ -94,12 +96,12 @@ def cluster_command(
 
 
 def score_clusters(
-    model, train_c, train: ImageSet, test: ImageSet, cfg, device, result, arrays, log
+    model, train_c, train: ImageSet, test: ImageSet, cfg, device, stats, result, arrays, log
 ) -> list[str]:
     """Name each cluster after a class (on the training labels), score the test images' clusters
     by those names; fills `result` and `arrays`, returns the clusters' names."""
     mapping = match_clusters(train_c, train.labels, cfg.clusters)
-    test_c, test_conf = assign_clusters(model, test.images, device)
+    test_c, test_conf = assign_clusters(model, test.images, device, stats)
     arrays |= {"test_clusters": test_c.numpy(), "test_confidence": test_conf.numpy()}
     arrays["cluster_class"] = mapping.numpy()
     result["test_accuracy"] = named_accuracy(mapping, test_c, test.labels)

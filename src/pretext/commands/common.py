@@ -6,7 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from pretext import rundir
+from pretext.config import PretrainConfig, input_stats
 from pretext.data import ImageSet, load_dataset
+from pretext.data.stats import InputStats, training_stats
 from pretext.errors import PretextError
 
 
@@ -26,6 +28,12 @@ def labelled_splits(
     if train.labels is None or test.labels is None:
         raise PretextError(f"{dataset} has no labels: fine-tuning and evaluation need them")
     return train, test
+
+
+def views_stats(run: PretrainConfig | None, dataset: str, train: ImageSet) -> InputStats:
+    """What views are normalised by: the run's record, or without a run (a baseline from
+    random weights) the training images' own."""
+    return input_stats(run) if run is not None else training_stats(dataset, train.images)
 
 
 def require_pretrained_run(run_dir: str | Path | None) -> None:

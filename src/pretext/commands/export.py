@@ -12,6 +12,7 @@ import torch
 from pretext import rundir
 from pretext.augment import Augmentation, preset
 from pretext.checkpoint import write_json
+from pretext.config import input_stats
 from pretext.errors import PretextError
 
 FORMATS = ("torchscript", "onnx")
@@ -41,7 +42,7 @@ def export_command(
         path.with_suffix(".json"),
         {
             "input": f"float N x {channels} x {size} x {size}",
-            "normalise": normalisation(preset(pre.augment)),
+            "normalise": normalisation(preset(pre.augment, input_stats(pre))),
             "embed_dim": int(model.embed_dim),
             "encoder": pre.encoder,
         },
@@ -79,5 +80,7 @@ def write_onnx(encoder: torch.nn.Module, example: torch.Tensor, path: Path) -> N
 
 
 def normalisation(aug: Augmentation) -> dict:
-    """How to turn 0-255 pixels into the encoder's input: (x / 255 * scale - mean) / std."""
-    return {"scale": aug.pixel_scale, "mean": aug.mean, "std": aug.std}
+    """How to turn 0-255 pixels into the encoder's input: (x / 255 * scale - mean) / std, with
+    one mean and std per channel."""
+    channels = lambda v: list(v) if isinstance(v, tuple) else [v]  # noqa: E731
+    return {"scale": aug.pixel_scale, "mean": channels(aug.mean), "std": channels(aug.std)}

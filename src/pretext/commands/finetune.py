@@ -15,13 +15,14 @@ from pretext import rundir
 from pretext.allocator import phase
 from pretext.augment import preset
 from pretext.checkpoint import load_checkpoint
-from pretext.commands.common import labelled_splits, require_pretrained_run
+from pretext.commands.common import labelled_splits, require_pretrained_run, views_stats
 from pretext.config import (
     ClusterConfig,
     FinetuneConfig,
     RunConfig,
     SemiConfig,
     check_finetune,
+    input_stats,
     override,
     recipe,
     resolve_device,
@@ -131,18 +132,21 @@ def finetune_command(
     if encoder is None:
         encoder = rundir.encoder_of(run, None, run_dir) if run else "cnn"
     model = starting_encoder(run_dir, encoder, from_scratch, train.images, cfg.seed, dev)
+    stats = views_stats(run, dataset or (run.dataset if run else "mnist"), every)
     if semi is None:
         result = plain_finetune(
-            run_dir, model, train, test, cfg, from_scratch, resume, data, dev, log
+            run_dir, model, (train, test), cfg, from_scratch, resume, data, dev, log, stats
         )
     else:
         views = run.augment if run else None
         per_class = ClusterConfig(clusters=every.num_classes, augment=views)
         clusters = None if from_scratch else per_class
-        result = semi_finetune(model, every, train, test, semi, clusters, dev, log)
+        result = semi_finetune(model, every, train, test, semi, clusters, dev, log, stats)
     classifier = result.pop("model")
     if run_dir is not None and not from_scratch:
-        draw_classifier_pictures(rundir.RunDir(run_dir), classifier, test, cfg, dev)
+        draw_classifier_pictures(
+            rundir.RunDir(run_dir), classifier, test, preset(cfg.augment, stats), dev
+        )
     result["labels"] = len(train)
     result["from_scratch"] = from_scratch
     log(f"test accuracy {100 * result['test_accuracy']:.2f}%")
@@ -151,14 +155,15 @@ def finetune_command(
     return result
 
 
-def plain_finetune(run_dir, model, train, test, cfg, from_scratch, resume, data, device, log):
-    """Fine-tuning on the labelled images alone, checkpointed in the run directory each epoch
-    (`resume` continues it); the result records its settings."""
+def plain_finetune(run_dir, model, splits, cfg, from_scratch, resume, data, device, log, stats):
+    """Fine-tuning on the labelled images alone (`splits`: train, test), checkpointed in the
+    run directory each epoch (`resume` continues it); the result records its settings."""
+    train, test = splits
     name = "scratch" if from_scratch else "finetune"
     saved = None if run_dir is None else rundir.RunDir(run_dir).finetune_checkpoint(from_scratch)
     if resume and (saved is None or not saved.is_file()):
         raise PretextError(f"--resume: no fine-tuning checkpoint at {saved} to continue")
-    result = finetune(model, train, test, cfg, device, log, name, saved, resume, data)
+    result = finetune(model, train, test, cfg, device, log, name, saved, resume, data, stats)
     return {**result, "settings": asdict(cfg)}
 
 
@@ -207,31 +212,32 @@ def check_semi_request(semi: SemiConfig | None, labels: int | None, resume: bool
         raise PretextError("--semi does not resume (it keeps no checkpoint); run it again")
 
 
-def semi_finetune(encoder, every, train, test, semi, clusters, device, log) -> dict:
+def semi_finetune(encoder, every, train, test, semi, clusters, device, log, stats) -> dict:
     """Semi-supervised fine-tuning of `encoder` on the labelled `train` and all of `every`;
-    with `clusters` (ClusterConfig), from the encoder's clusters named by the labels."""
+    with `clusters` (ClusterConfig), from the encoder's clusters named by the labels; views
+    normalised by `stats`."""
     started = time.perf_counter()
     if clusters is not None and clusters.clusters == train.num_classes:
         log(f"clustering {len(every)} training images without labels")
-        found = train_clusters(encoder, every.images, clusters, device, log)
-        probs = cluster_probabilities(found, train.images, device)
+        found = train_clusters(encoder, every.images, clusters, device, log, stats)
+        probs = cluster_probabilities(found, train.images, device, stats)
         classes = train.num_classes
         mapping = match_clusters(probs, train.labels, clusters.clusters, classes)
         start = cluster_start(found, mapping, classes)
     else:
         start = Classifier(encoder, train.num_classes, seed=semi.seed)
     log(f"semi-supervised on {len(train)} labelled and all {len(every)} training images")
-    out = semi_train(start, every.images, train, semi, device, log)
+    out = semi_train(start, every.images, train, semi, device, log, stats)
     return {
-        "test_accuracy": accuracy(out["model"], test, preset("none"), device),
+        "test_accuracy": accuracy(out["model"], test, preset("none", stats), device),
         "semi": {**asdict(semi), "confident": out["confident"], "steps": out["steps"]},
         "seconds": round(time.perf_counter() - started, 3),
         "model": out["model"],
     }
 
 
-def draw_classifier_pictures(run: rundir.RunDir, classifier, test, cfg, device) -> None:
-    logits = extract_features(classifier, test.images, preset(cfg.augment), device).cpu()
+def draw_classifier_pictures(run: rundir.RunDir, classifier, test, aug, device) -> None:
+    logits = extract_features(classifier, test.images, aug, device).cpu()
     names = list(test.classes) if test.classes else None
     confusion_matrix(logits.argmax(1), test.labels, run.confusion_png, names)
     worst_mistakes(test.images, test.labels, logits, run.mistakes_png, names=names)
@@ -261,7 +267,8 @@ def evaluate_command(
     train, test = splits
     name = rundir.encoder_of(pre, encoder, run_dir)
     encoder = rundir.load_encoder(run_dir, dev, named=name)
-    eval_aug = preset(cfg.finetune.augment)
+    stats = input_stats(pre)
+    eval_aug = preset(cfg.finetune.augment, stats)
     train_x = extract_features(encoder, train.images, eval_aug, dev)
     test_x = extract_features(encoder, test.images, eval_aug, dev)
     frozen = frozen_metrics(train_x, train.labels, test_x, test.labels, cfg, pre.seed, log)
@@ -274,7 +281,7 @@ def evaluate_command(
     labels = min(cfg.few_labels, len(train))
     ft = with_run_views(cfg.finetune, pre.augment)
     few = few_label_comparison(
-        encoder, scratch, train, test, labels, cfg.few_label_seeds, ft, dev, log
+        encoder, scratch, train, test, labels, cfg.few_label_seeds, ft, dev, log, stats
     )
     log(few_label_line(few))
     few["settings"] = {"finetune": asdict(ft), "scratch": asdict(scratch_finetune(ft))}

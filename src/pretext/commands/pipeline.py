@@ -14,7 +14,7 @@ from pretext.commands.cluster import cluster_command
 from pretext.commands.common import labelled_splits
 from pretext.commands.finetune import draw_run_pictures, evaluate_command, finetune_command
 from pretext.commands.report import augment_grid, report_command
-from pretext.config import ClusterConfig, RunConfig, check_finetune, resolve_device
+from pretext.config import ClusterConfig, RunConfig, check_finetune, input_stats, resolve_device
 from pretext.data import load_dataset
 from pretext.data.sources import missing_test_split
 from pretext.errors import PretextError
@@ -85,7 +85,8 @@ def describe_unlabelled(out: rundir.RunDir, pre, train, started: float, log) -> 
     dev = resolve_device(pre.device)
     encoder = rundir.load_encoder(out.root, dev, named=pre.encoder)
     shown = train.images[:2000]
-    features = extract_features(encoder, shown, preset(pre.augment), dev)
+    stats = input_stats(rundir.pretrain_config(out.root))  # settled when pretraining began
+    features = extract_features(encoder, shown, preset(pre.augment, stats), dev)
     draw_run_pictures(out, features, None, pre.seed, shown)
     if len(train) > 2:  # clusters need neighbours to learn from
         neighbours = min(ClusterConfig.neighbours, len(train) - 1)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from pretext.augment import make_views, preset, to_unit
+from pretext.augment import make_views, preset, to_pixels, to_unit
 from pretext.checkpoint import write_text_atomic
 from pretext.data import ImageSet, load_dataset
 from pretext.errors import PretextError
@@ -55,6 +55,6 @@ def augment_grid(
     columns = [to_unit(batch)]
     for _ in range((views + 1) // 2):
         for view in make_views(batch, aug, gen):
-            columns.append(((view * aug.std + aug.mean) / aug.pixel_scale).clamp(0, 1))
+            columns.append(to_pixels(view, aug))
     columns = [columns[0], *columns[2 if aug.keep_first_view else 1 :][:views]]
     return views_grid(columns, out, f"{dataset}: augmentation '{augment}'")

@@ -14,7 +14,7 @@ from PIL import Image, UnidentifiedImageError
 from pretext import rundir
 from pretext.augment import preset
 from pretext.checkpoint import write_json, write_npz
-from pretext.config import resolve_device
+from pretext.config import input_stats, resolve_device
 from pretext.data import ImageSet, load_dataset
 from pretext.data.sources import portable
 from pretext.errors import PretextError
@@ -53,7 +53,7 @@ def embed_command(
     dev = resolve_device(device)
     data = load_dataset(dataset, split, data_dir, image_size=pre.image_size)
     model = rundir.load_encoder(run_dir, dev, named=encoder)
-    features = extract_features(model, data.images, preset(pre.augment), dev)
+    features = extract_features(model, data.images, preset(pre.augment, input_stats(pre)), dev)
     labels = data.labels.numpy() if data.labels is not None else np.full(len(data), -1)
     index_dir.mkdir(parents=True, exist_ok=True)
     write_npz(
@@ -116,7 +116,8 @@ def search_command(
     database = load_dataset(meta["dataset"], meta["split"], meta["data_dir"], image_size=size)
     image, query_name = query_image(query, meta, database, size)
     model = rundir.load_encoder(meta["run_dir"], dev, named=encoder)
-    z = extract_features(model, image.unsqueeze(0), preset(pre.augment), dev).cpu()
+    aug = preset(pre.augment, input_stats(pre))
+    z = extract_features(model, image.unsqueeze(0), aug, dev).cpu()
     sims = F.normalize(bank.float(), dim=1) @ F.normalize(z, dim=1)[0]
     top = sims.topk(min(k, len(bank)))
     results = [

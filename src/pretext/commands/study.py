@@ -15,6 +15,7 @@ from pretext.config import (
     ClusterConfig,
     RunConfig,
     SemiConfig,
+    input_stats,
     recipe,
     resolve_device,
     semi_with_run_views,
@@ -90,6 +91,7 @@ def study_config(pre, labels, seeds, min_steps, cluster, semi, semi_epochs) -> S
         methods=METHODS + (("cluster",) if cluster else ()) + (SEMI if semi else ()),
         clustering=ClusterConfig(augment=pre.augment),
         semi=semi_with_run_views(SemiConfig(epochs=semi_epochs), pre.augment),
+        stats=input_stats(pre),
     )
 
 

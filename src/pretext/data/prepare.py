@@ -25,6 +25,7 @@ from pretext.data.cache import FORMAT, cache_info, is_cache, mapped_pixels, spli
 from pretext.data.colour_sets import COLOUR_SETS
 from pretext.data.folders import class_folders, folder_entries, folder_format, split_folder
 from pretext.data.sources import NAMED_SETS, load_dataset
+from pretext.data.stats import channel_stats
 from pretext.errors import PretextError
 from pretext.imagefile import IMAGE_SUFFIXES, decode_chw
 from pretext.progress import step_bar
@@ -146,23 +147,6 @@ def skip_or_refuse(path: str, why: str, skip_bad: bool) -> None:
     if Path(path).suffix.lower() in IMAGE_SUFFIXES or not Path(path).name.startswith("."):
         reason = f" ({why})" if why else ""
         warnings.warn(f"skipping {path}: not a readable image{reason}", stacklevel=2)
-
-
-def channel_stats(pixels: np.ndarray) -> tuple[list[float], list[float]]:
-    """Per-channel mean and std of uint8 N x C x H x W pixels in [0, 1], a chunk at a time
-    (sums of the bytes and their squares, exact in integers)."""
-    channels = pixels.shape[1]
-    total = np.zeros(channels, dtype=np.uint64)
-    squares = np.zeros(channels, dtype=np.uint64)
-    for start in range(0, len(pixels), 1024):
-        chunk = pixels[start : start + 1024]
-        total += chunk.sum(axis=(0, 2, 3), dtype=np.uint64)
-        wide = chunk.astype(np.uint32)
-        squares += np.einsum("nchw,nchw->c", wide, wide, dtype=np.uint64)
-    count = max(1, len(pixels) * pixels.shape[2] * pixels.shape[3])
-    mean = total / count / 255.0
-    std = np.sqrt(np.maximum(squares / count / 255.0**2 - np.square(mean), 0.0))
-    return [round(float(m), 6) for m in mean], [round(float(s), 6) for s in std]
 
 
 def commit_split(root: Path, split: str, rows: dict) -> None:

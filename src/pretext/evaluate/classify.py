@@ -22,6 +22,7 @@ from pretext.checkpoint import (
 )
 from pretext.config import FinetuneConfig, LinearProbeConfig
 from pretext.data import ImageSet
+from pretext.data.stats import InputStats
 from pretext.errors import PretextError
 from pretext.loop import cosine_factor, descend, run_epochs, scheduled_lr, set_lr, steps_per_epoch
 from pretext.models import Classifier, seeded_linear
@@ -87,17 +88,18 @@ def finetune(
     checkpoint: Path | None = None,
     resume: bool = False,
     data: dict | None = None,
+    stats: InputStats | None = None,
 ) -> dict:
     """Train a copy of the encoder + Linear(embed, classes), drawn from `cfg.seed`, end to end;
     train accuracy per epoch, then test. With `min_steps`, small label sets get more epochs, so
     every arm of a comparison takes the same steps. With `checkpoint`, the state is saved every
     epoch and `resume` continues it exactly; `data` (what defines the labelled images) is saved
-    with it and must match on resume."""
+    with it and must match on resume. `stats`: the run's input normalisation (None: MNIST's)."""
     model = Classifier(copy.deepcopy(encoder), train.num_classes, seed=cfg.seed).to(device)
     encoder_params = list(model.encoder.parameters())
     anchors = [p.detach().clone() for p in encoder_params] if cfg.anchor else []
     pull = anchor_pull(cfg.anchor, len(train))
-    aug = preset(finetune_views(cfg, len(train)))
+    aug = preset(finetune_views(cfg, len(train)), stats)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     per_epoch = steps_per_epoch(len(train), cfg.batch_size)
     epochs = finetune_epochs(cfg, per_epoch, label, log)

@@ -20,6 +20,7 @@ from scipy.optimize import linear_sum_assignment
 from pretext.allocator import phase
 from pretext.augment import make_view, preset
 from pretext.config import ClusterConfig
+from pretext.data.stats import InputStats
 from pretext.evaluate.classify import extract_features
 from pretext.loop import descend, run_epochs, steps_per_epoch
 from pretext.matmul import product_transposed
@@ -63,16 +64,18 @@ def train_clusters(
     cfg: ClusterConfig,
     device: torch.device,
     log=print,
+    stats: InputStats | None = None,
 ) -> torch.nn.Module:
-    """Encoder copy + Linear(embed, clusters), trained with the SCAN loss on uint8 `images`;
-    its argmax is the cluster. The caller's encoder stays as it was."""
+    """Encoder copy + Linear(embed, clusters), trained with the SCAN loss on uint8 `images`
+    (normalised by `stats`, the run's); its argmax is the cluster. The caller's encoder stays
+    as it was."""
     if cfg.clusters < 2:
         raise ValueError(f"clusters must be at least 2, got {cfg.clusters}")
-    aug = preset(cfg.augment or "default")
+    aug = preset(cfg.augment or "default", stats)
     images = images.to(device)
     started = time.perf_counter()
     neighbours = nearest_neighbours(
-        extract_features(encoder, images, preset("none"), device), cfg.neighbours
+        extract_features(encoder, images, preset("none", stats), device), cfg.neighbours
     )
     log(
         f"mined {cfg.neighbours} neighbours of {len(images)} images "
@@ -117,17 +120,23 @@ def train_clusters(
 
 @torch.inference_mode()
 def cluster_probabilities(
-    model: torch.nn.Module, images: torch.Tensor, device: torch.device
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    device: torch.device,
+    stats: InputStats | None = None,
 ) -> torch.Tensor:
     """(N, clusters) softmax of the clustering head for uint8 images, on the CPU."""
-    return extract_features(model, images, preset("none"), device).softmax(1).cpu()
+    return extract_features(model, images, preset("none", stats), device).softmax(1).cpu()
 
 
 def assign_clusters(
-    model: torch.nn.Module, images: torch.Tensor, device: torch.device
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    device: torch.device,
+    stats: InputStats | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Cluster index and confidence (the softmax maximum) of each uint8 image."""
-    confidence, cluster = cluster_probabilities(model, images, device).max(1)
+    confidence, cluster = cluster_probabilities(model, images, device, stats).max(1)
     return cluster, confidence
 
 

@@ -21,6 +21,7 @@ from pretext.allocator import phase
 from pretext.augment import make_view, preset
 from pretext.config import SemiConfig
 from pretext.data import ImageSet
+from pretext.data.stats import InputStats
 from pretext.loop import descend, run_epochs, scheduled_lr, set_lr, steps_per_epoch
 from pretext.models import Classifier
 
@@ -75,15 +76,16 @@ def semi_train(
     cfg: SemiConfig,
     device: torch.device,
     log=print,
+    stats: InputStats | None = None,
 ) -> dict:
     """A copy of the classifier `model` trained on `labelled` and on the uint8 `unlabelled`
-    images. Returns {"model" (the teacher, which is the better classifier), "confident" (the
-    share of unlabelled images that passed the threshold, over all steps), "steps",
-    "seconds"}. The caller's model stays as it was."""
+    images (views normalised by `stats`, the run's). Returns {"model" (the teacher, which is
+    the better classifier), "confident" (the share of unlabelled images that passed the
+    threshold, over all steps), "steps", "seconds"}. The caller's model stays as it was."""
     if not 0.0 < cfg.threshold <= 1.0:
         raise ValueError(f"threshold must be in (0, 1], got {cfg.threshold}")
     started = time.perf_counter()
-    weak, strong = preset(cfg.weak), preset(cfg.strong or "default")
+    weak, strong = preset(cfg.weak, stats), preset(cfg.strong or "default", stats)
     student = copy.deepcopy(model).to(device).train()
     teacher = copy.deepcopy(student).eval().requires_grad_(False)
     optimizer = torch.optim.Adam(student.parameters(), lr=cfg.lr)

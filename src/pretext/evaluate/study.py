@@ -26,6 +26,7 @@ from pretext.config import (
     scratch_finetune,
 )
 from pretext.data import ImageSet, stratified_subset
+from pretext.data.stats import InputStats
 from pretext.evaluate.classify import accuracy, extract_features, finetune, linear_probe
 from pretext.evaluate.cluster import (
     assign_clusters,
@@ -56,6 +57,7 @@ class StudyConfig:
     methods: tuple[str, ...] = METHODS
     clustering: ClusterConfig = ClusterConfig()  # for the optional "cluster" method
     semi: SemiConfig = SemiConfig()  # for the optional SEMI methods
+    stats: InputStats | None = None  # the run's input normalisation (None: MNIST's)
 
 
 def run_study(
@@ -113,18 +115,18 @@ def shared_parts(encoder, train: ImageSet, test: ImageSet, cfg: StudyConfig, dev
     """What every label count reuses: frozen features (linear, kNN) and the clusters trained
     once without labels ("cluster", and "semi"'s start). "once": seconds of that shared work,
     by the method that needs it."""
-    aug = preset(cfg.finetune.augment)
+    aug = preset(cfg.finetune.augment, cfg.stats)
     parts: dict = {"aug": aug, "once": {}}
     if {"linear", "knn"} & set(cfg.methods):
         parts["train_x"] = extract_features(encoder, train.images, aug, device)
         parts["test_x"] = extract_features(encoder, test.images, aug, device)
     if "cluster" in cfg.methods or semi_from_clusters(cfg, train.num_classes):
         started = time.perf_counter()
-        clusters = train_clusters(encoder, train.images, cfg.clustering, device, quiet)
+        clusters = train_clusters(encoder, train.images, cfg.clustering, device, quiet, cfg.stats)
         parts["clusters"] = clusters
-        parts["train_p"] = cluster_probabilities(clusters, train.images, device)
+        parts["train_p"] = cluster_probabilities(clusters, train.images, device, cfg.stats)
         if "cluster" in cfg.methods:  # only that method scores the clusters themselves
-            parts["test_c"] = assign_clusters(clusters, test.images, device)[0]
+            parts["test_c"] = assign_clusters(clusters, test.images, device, cfg.stats)[0]
         took = round(time.perf_counter() - started, 3)
         parts["once"] = {m: took for m in ("cluster", "semi") if m in cfg.methods}
     return parts
@@ -160,7 +162,8 @@ def seed_scores(arms: dict, train, test, idx, seed: int, cfg: StudyConfig, share
     arm_settings = {"finetune": ft_cfg, "scratch": scratch_finetune(ft_cfg)}
     for arm, start in arms.items():
         if arm in methods:
-            result = finetune(start(), subset, test, arm_settings[arm], device, quiet, arm)
+            ft = arm_settings[arm]
+            result = finetune(start(), subset, test, ft, device, quiet, arm, stats=cfg.stats)
             yield arm, result["test_accuracy"]
     semi_arms = {"semi": arms["finetune"], "scratch-semi": arms["scratch"]}
     for arm, start in semi_arms.items():
@@ -170,7 +173,8 @@ def seed_scores(arms: dict, train, test, idx, seed: int, cfg: StudyConfig, share
             model = cluster_start(shared["clusters"], mapping, train.num_classes)
         else:
             model = Classifier(start(), train.num_classes, seed=seed)
-        out = semi_train(model, train.images, subset, replace(cfg.semi, seed=seed), device, quiet)
+        semi = replace(cfg.semi, seed=seed)
+        out = semi_train(model, train.images, subset, semi, device, quiet, cfg.stats)
         yield arm, accuracy(out["model"], test, shared["aug"], device)
 
 
@@ -351,11 +355,16 @@ def few_label_comparison(
     cfg: FinetuneConfig,
     device: torch.device,
     log=print,
+    stats: InputStats | None = None,
 ) -> dict:
     """Fine-tuning from the pretrained encoder against the same architecture from scratch
     (`scratch` is copied, never trained in place), as `metrics.json` records it."""
     study = StudyConfig(
-        labels=(labels,), seeds=seeds, finetune=cfg, methods=("finetune", "scratch")
+        labels=(labels,),
+        seeds=seeds,
+        finetune=cfg,
+        methods=("finetune", "scratch"),
+        stats=stats,
     )
     rows = {
         r["method"]: r

@@ -13,7 +13,7 @@ import torch
 from pretext import distributed, rundir
 from pretext.allocator import keep_freed_memory, phase
 from pretext.checkpoint import first_non_finite, load_checkpoint, save_checkpoint
-from pretext.config import PretrainConfig, resolve_device, validate
+from pretext.config import PretrainConfig, input_stats, resolve_device, validate
 from pretext.data.sources import portable
 from pretext.errors import PretextError
 from pretext.evaluate.monitor import knn_monitor
@@ -49,7 +49,7 @@ def pretrain(cfg: PretrainConfig, log=print) -> dict:
         log = quiet
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    p = build(cfg, ctx, device)  # before the run directory is touched
+    p = build(with_recorded_stats(cfg), ctx, device)  # before the run directory is touched
     run = rundir.prepare(cfg.out, cfg.resume, cfg.overwrite) if ctx.is_main else None
     distributed.barrier()
     progress = Progress()
@@ -77,6 +77,15 @@ def pretrain(cfg: PretrainConfig, log=print) -> dict:
         )
         raise PretextError(f"{exc}; {kept} (try a lower --lr or a higher --temperature)") from None
     return record(p, run, progress)
+
+
+def with_recorded_stats(cfg: PretrainConfig) -> PretrainConfig:
+    """On --resume, the normalisation the run started with (a run that predates its record:
+    MNIST's, which every run used then)."""
+    if not cfg.resume or cfg.mean is not None or not rundir.is_run_dir(cfg.out):
+        return cfg
+    stats = input_stats(rundir.pretrain_config(cfg.out))
+    return replace(cfg, mean=stats.mean, std=stats.std)
 
 
 def recorder(p: Pretraining, run: rundir.RunDir | None):

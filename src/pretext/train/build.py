@@ -10,8 +10,9 @@ import numpy as np
 import torch
 
 from pretext.augment import Augmentation, preset
-from pretext.config import PretrainConfig
+from pretext.config import PretrainConfig, input_stats
 from pretext.data import ImageSet, load_dataset
+from pretext.data.stats import training_stats
 from pretext.distributed import Context
 from pretext.errors import PretextError
 from pretext.methods import (
@@ -72,17 +73,32 @@ def with_method_options(cfg: PretrainConfig) -> PretrainConfig:
     return replace(cfg, **method_options(cfg.method, **given))
 
 
+def with_data_stats(cfg: PretrainConfig, data: ImageSet) -> PretrainConfig:
+    """`cfg` with the normalisation its views use settled: as given, or the data's (a named
+    set's published values, a prepared cache's record, or computed from the images)."""
+    if cfg.mean is None:
+        stats = training_stats(cfg.dataset, data.images)
+        cfg = replace(cfg, mean=stats.mean, std=stats.std)
+    channels = data.images.shape[1]
+    if len(cfg.mean) != channels:
+        raise PretextError(
+            f"mean and std have {len(cfg.mean)} values; the images have {channels} channels"
+        )
+    return cfg
+
+
 def build(cfg: PretrainConfig, ctx: Context, device: torch.device) -> Pretraining:
     """Data, seeded model and optimizer of a pretraining (`ctx`: this process's rank)."""
     cfg = with_method_options(cfg)
     data = training_data(cfg, ctx)
+    cfg = with_data_stats(cfg, data)
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     encoder = build_encoder(cfg.encoder, data.images.shape[1], data.images.shape[-1])
     options = {key: getattr(cfg, key) for key in USER_OPTIONS}
     method = build_method(cfg.method, encoder, **options).to(device)
-    aug = preset(cfg.augment)
+    aug = preset(cfg.augment, input_stats(cfg))
     if cfg.sync_batchnorm and ctx.world_size > 1:
         method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method)
     model = method
