@@ -63,9 +63,10 @@ def test_raw_pixel_presets_and_one_value_stats_keep_their_forms():
 
 
 def test_stats_come_from_a_named_set_a_cache_or_the_images(tmp_path, tiny_data):
-    assert training_stats("cifar10", torch.zeros(2, 3, 4, 4, dtype=torch.uint8)) == PUBLISHED[
-        "cifar10"
-    ]
+    assert (
+        training_stats("cifar10", torch.zeros(2, 3, 4, 4, dtype=torch.uint8))
+        == PUBLISHED["cifar10"]
+    )
     images = torch.randint(0, 256, (10, 3, 6, 6), dtype=torch.uint8)
     stats = training_stats("my-folder", images)
     unit = images.double() / 255
