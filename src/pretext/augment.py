@@ -116,9 +116,10 @@ PRESETS: dict[str, Augmentation] = {
     "none": Augmentation(mean=0.1307, std=0.3081),
     "seed-none": Augmentation(pixel_scale=255.0),
 }
-# The digit views on images whose colours are a nuisance: most views repainted in two random
-# colours, so that no view shares its pair's colours (benchmarks/colour_digits.py).
-PRESETS["duotone"] = replace(PRESETS["default"], duotone_p=0.8)
+# The digit views for images whose colours are a nuisance: every view repainted in two random
+# colours, so that no view shares its pair's colours, and without erasing or noise, which hide
+# the shapes a pair must then be matched by (BENCHMARKS.md, "Coloured digits").
+PRESETS["duotone"] = replace(PRESETS["default"], duotone_p=1.0, erase_p=0.0, noise_p=0.0)
 
 
 def with_stats(aug: Augmentation, stats: InputStats | None) -> Augmentation:
