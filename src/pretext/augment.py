@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -60,6 +61,14 @@ class Augmentation:
     # data whose colours say nothing of the class, as the coloured digits of
     # benchmarks/colour_digits.py.
     duotone_p: float = 0.0
+    # Multi-crop (Caron et al., 2020 and 2021): besides the two global crops (`crop_scale`),
+    # `local_crops` crops of a smaller area (`local_scale`) at a smaller side (`local_side`; 0:
+    # 3/7 of the image's, DINO's 96 of 224), blurred with probability `local_blur_p`, never
+    # solarised. Views then come as `MultiCrop`; the methods that take them say so.
+    local_crops: int = 0
+    local_scale: tuple[float, float] = (0.05, 0.4)
+    local_side: int = 0
+    local_blur_p: float = 0.5
 
 
 # SimCLR's views of photographs (Chen et al., 2020, appendix A); its CIFAR ones (the `cifar`
@@ -116,6 +125,9 @@ PRESETS: dict[str, Augmentation] = {
     "none": Augmentation(mean=0.1307, std=0.3081),
     "seed-none": Augmentation(pixel_scale=255.0),
 }
+# DINO's views (Caron et al., 2021): two global crops of 40-100% of the area as BYOL's pair,
+# and six local crops of 5-40% at 3/7 of the side (SwAV's six; DINO's code defaults to eight).
+PRESETS["multicrop"] = replace(PRESETS["byol"], crop_scale=(0.4, 1.0), local_crops=6)
 # The digit views for images whose colours are a nuisance: every view repainted in two random
 # colours, so that no view shares its pair's colours, and without erasing or noise, which hide
 # the shapes a pair must then be matched by (BENCHMARKS.md, "Coloured digits").
@@ -394,17 +406,46 @@ def augment(x: torch.Tensor, aug: Augmentation, gen: torch.Generator) -> torch.T
     return photometric(colour_views(geometry(x, aug, gen), aug, gen), aug, gen)
 
 
-def make_views(images: torch.Tensor, aug: Augmentation, gen: torch.Generator) -> torch.Tensor:
+class MultiCrop(NamedTuple):
+    """Views of two sizes: the global crops (2, N, C, H, W) and the local ones (L, N, C, h, w)."""
+
+    global_views: torch.Tensor
+    local_views: torch.Tensor
+
+
+def local_side(aug: Augmentation, side: int) -> int:
+    return aug.local_side or max(8, round(side * 3 / 7))
+
+
+def local_crops(images: torch.Tensor, aug: Augmentation, gen: torch.Generator) -> torch.Tensor:
+    """`aug.local_crops` small crops of each uint8 image, (L, N, C, h, w), normalised: each a
+    random resized crop over `local_scale` of the area at the local side, mirrored, then the
+    preset's colours and photometric steps, all in one pass over the L x N crops."""
+    count, (n, c) = aug.local_crops, images.shape[:2]
+    side = local_side(aug, images.shape[-1])
+    x = to_unit(images.repeat(count, 1, 1, 1))
+    crops = random_resized_crop(len(x), aug.local_scale, aug.crop_ratio, gen)
+    flip = torch.rand(len(x), generator=gen, device=x.device) < aug.hflip
+    x = crop_and_flip(x, crops, flip, side)
+    blur = aug.local_blur_p if images.shape[-1] >= aug.blur_from else 0.0  # as the globals'
+    small = replace(aug, blur_p=blur, solarize_p=0.0, blur_from=0)
+    return photometric(colour_views(x, small, gen), small, gen).view(count, n, c, side, side)
+
+
+def make_views(
+    images: torch.Tensor, aug: Augmentation, gen: torch.Generator
+) -> torch.Tensor | MultiCrop:
     """Two normalised views of a uint8 batch of N, ready for the encoder: one (2, N, C, H, W)
     tensor (`v1, v2 = make_views(...)` unpacks it; `.flatten(0, 1)` is the 2N batch, no copy).
 
     Both views are made in one pass over a doubled batch (independent parameters per row):
-    half the kernel launches of two passes, which matters on GPU and for small batches."""
+    half the kernel launches of two passes, which matters on GPU and for small batches. With
+    `local_crops`, a `MultiCrop` of these and the local crops."""
     if aug.keep_first_view:
         x = to_unit(images)
         return torch.stack([normalise(x, aug), augment(x, aug, gen)])
-    both = augment(to_unit(torch.cat([images, images])), aug, gen)
-    return both.view(2, *images.shape)
+    both = augment(to_unit(torch.cat([images, images])), aug, gen).view(2, *images.shape)
+    return MultiCrop(both, local_crops(images, aug, gen)) if aug.local_crops else both
 
 
 def make_view(images: torch.Tensor, aug: Augmentation, gen: torch.Generator) -> torch.Tensor:

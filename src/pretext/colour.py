@@ -151,15 +151,18 @@ def random_resized_crop(
     return torch.stack([w, h, cx, cy], dim=1)
 
 
-def crop_and_flip(x: torch.Tensor, crops: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
-    """Each image's crop (from `random_resized_crop`) resized to the full side (bilinear), and
-    mirrored left-right where `flip`."""
+def crop_and_flip(
+    x: torch.Tensor, crops: torch.Tensor, flip: torch.Tensor, side: int | None = None
+) -> torch.Tensor:
+    """Each image's crop (from `random_resized_crop`) resized to `side` x `side` (None: the
+    image's own size; bilinear), and mirrored left-right where `flip`."""
     n = x.shape[0]
     w, h, cx, cy = crops.to(x.dtype).unbind(1)
     sign = 1 - 2 * flip.to(x.dtype)
     zero = torch.zeros_like(w)
     theta = torch.stack([w * sign, zero, cx, zero, h, cy], dim=1).view(n, 2, 3)
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    size = list(x.shape) if side is None else [n, x.shape[1], side, side]
+    grid = F.affine_grid(theta, size, align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 

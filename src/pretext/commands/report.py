@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from pretext.augment import make_views, preset, to_pixels, to_unit
+from pretext.augment import MultiCrop, make_views, preset, to_pixels, to_unit
 from pretext.checkpoint import write_text_atomic
 from pretext.data import ImageSet, load_dataset
 from pretext.errors import PretextError
@@ -54,7 +54,15 @@ def augment_grid(
     gen = torch.Generator().manual_seed(seed)
     columns = [to_unit(batch)]
     for _ in range((views + 1) // 2):
-        for view in make_views(batch, aug, gen):
+        for view in same_size(make_views(batch, aug, gen), batch.shape[-1]):
             columns.append(to_pixels(view, aug))
     columns = [columns[0], *columns[2 if aug.keep_first_view else 1 :][:views]]
     return views_grid(columns, out, f"{dataset}: augmentation '{augment}'")
+
+
+def same_size(views, side: int) -> list[torch.Tensor]:
+    """A batch's views as pictures of one size: multi-crop's local crops enlarged (nearest)."""
+    if not isinstance(views, MultiCrop):
+        return list(views)
+    enlarge = lambda v: torch.nn.functional.interpolate(v, size=(side, side))  # noqa: E731
+    return [*views.global_views, *map(enlarge, views.local_views)]

@@ -1,5 +1,6 @@
 """DINO: self-distillation to an EMA teacher whose outputs are centred and sharpened
-(Caron et al., 2021); two views, no multi-crop."""
+(Caron et al., 2021); two views, or multi-crop views (`pretext.augment.MultiCrop`): the teacher
+sees the two global crops, the student every crop."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from pretext.augment import MultiCrop
 from pretext.losses import dino_loss
 from pretext.methods.base import SSLMethod, one_batch
 from pretext.methods.momentum import cosine_momentum, ema_update, frozen_copy
@@ -35,22 +37,34 @@ class DINO(SSLMethod):
             teacher_temperature,
         )
 
-    def forward(self, views: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
-        x = one_batch(views)  # one batch for both networks
-        s1, s2 = self.head(self.encoder(x)).chunk(2)
+    def forward(self, views: torch.Tensor | Sequence[torch.Tensor] | MultiCrop) -> torch.Tensor:
+        local = None
+        if isinstance(views, MultiCrop):
+            views, local = views.global_views, one_batch(views.local_views)
+        x = one_batch(views)  # the global views: one batch for both networks
+        students = self.head(self.encoder(x)).chunk(2)
+        if local is not None:  # another size: its own pass through the student
+            students += self.head(self.encoder(local)).chunk(len(local) // len(students[0]))
         with torch.no_grad():
             teacher = self.teacher_head(self.teacher_encoder(x))
-        t1, t2 = teacher.chunk(2)
-        center = self.center.clone()
-        loss = (
-            dino_loss(s1, t2, center, self.student_temperature, self.teacher_temperature)
-            + dino_loss(s2, t1, center, self.student_temperature, self.teacher_temperature)
-        ) / 2
+        loss = self.distillation(students, teacher.chunk(2), self.center.clone())
         with torch.no_grad():
             self.center.mul_(self.center_momentum).add_(
                 teacher.float().mean(0, keepdim=True), alpha=1 - self.center_momentum
             )
         return loss
+
+    def distillation(self, students, teachers, center: torch.Tensor) -> torch.Tensor:
+        """The mean DINO loss over every (teacher view, other student view) pair: each global
+        view teaches the other global view and every local one."""
+        temperatures = (self.student_temperature, self.teacher_temperature)
+        pairs = [
+            dino_loss(s, t, center, *temperatures)
+            for i, t in enumerate(teachers)
+            for j, s in enumerate(students)
+            if j != i
+        ]
+        return torch.stack(pairs).mean()
 
     def after_step(self, progress: float) -> None:
         momentum = cosine_momentum(self.base_momentum, progress)

@@ -87,6 +87,26 @@ def with_data_stats(cfg: PretrainConfig, data: ImageSet) -> PretrainConfig:
     return cfg
 
 
+MULTI_CROP_METHODS = ("dino",)  # the methods whose forward takes a MultiCrop
+
+
+def check_views(cfg: PretrainConfig, aug: Augmentation) -> None:
+    """Multi-crop views need a method that takes views of two sizes and an encoder that takes
+    any size; said in one line before anything is written."""
+    if not aug.local_crops:
+        return
+    if cfg.method not in MULTI_CROP_METHODS:
+        raise PretextError(
+            f"--augment {cfg.augment} makes multi-crop views, which only "
+            f"{', '.join(MULTI_CROP_METHODS)} takes; use --method dino or two-view augmentation"
+        )
+    if cfg.encoder.startswith("cnn"):
+        raise PretextError(
+            f"--augment {cfg.augment}: its local crops are smaller than the images, and encoder "
+            f"{cfg.encoder!r} takes 28x28 only; use convnet or a resnet"
+        )
+
+
 def build(cfg: PretrainConfig, ctx: Context, device: torch.device) -> Pretraining:
     """Data, seeded model and optimizer of a pretraining (`ctx`: this process's rank)."""
     cfg = with_method_options(cfg)
@@ -99,6 +119,7 @@ def build(cfg: PretrainConfig, ctx: Context, device: torch.device) -> Pretrainin
     options = {key: getattr(cfg, key) for key in USER_OPTIONS}
     method = build_method(cfg.method, encoder, **options).to(device)
     aug = preset(cfg.augment, input_stats(cfg))
+    check_views(cfg, aug)
     if cfg.sync_batchnorm and ctx.world_size > 1:
         method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method)
     model = method
