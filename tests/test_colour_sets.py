@@ -1,12 +1,16 @@
 """CIFAR-10, CIFAR-100 and STL-10 read from small files written in their binary formats, pixel
 for pixel (STL-10 stores each channel column by column)."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
 
 from pretext import PretextError
+from pretext.commands.prepare import prepare_command
 from pretext.data import load_dataset
+from pretext.data.colour_sets import pretraining_split
 
 RNG = np.random.default_rng(0)
 
@@ -56,6 +60,23 @@ def test_stl10_is_column_major_with_labels_from_one_and_an_unlabelled_split(tmp_
     assert torch.equal(train.images, torch.from_numpy(images)) and train.labels.tolist() == [0, 9]
     unlabelled = load_dataset("stl10", "unlabeled", tmp_path)
     assert unlabelled.labels is None and torch.equal(unlabelled.images[0], train.images[0])
+    # pretraining reads every image, labelled or not
+    assert (
+        pretraining_split("stl10") == "train+unlabeled" and pretraining_split("cifar10") == "train"
+    )
+    every = load_dataset("stl10", pretraining_split("stl10"), tmp_path)
+    assert every.labels is None and len(every) == 3 and torch.equal(every.images[:2], train.images)
+    # and so does it from a cache of the set, which holds the unlabelled images once
+    np.array([2, 3], dtype=np.uint8).tofile(folder / "test_y.bin")
+    images.transpose(0, 1, 3, 2).tofile(folder / "test_X.bin")
+    prepare_command("stl10", tmp_path / "cache", data_dir=tmp_path, log=lambda *_: None)
+    cache = str(tmp_path / "cache")
+    info = json.loads((tmp_path / "cache" / "cache.json").read_text())
+    assert sorted(info["splits"]) == ["test", "train", "train+unlabeled"]
+    assert pretraining_split(cache) == "train+unlabeled"
+    cached = load_dataset(cache, "train+unlabeled")
+    assert cached.labels is None and torch.equal(cached.images, every.images)
+    assert load_dataset(cache, "train").labels.tolist() == [0, 9]
 
 
 def test_missing_or_corrupt_files_are_one_line(tmp_path):

@@ -84,8 +84,9 @@ def load_cache(root: str | Path, split: str, image_size: int | None = None) -> I
         raise PretextError(f"{root} has no '{split}' split (it has {', '.join(info['splits'])})")
     images = read_only_tensor(mapped_pixels(root, rows, (channels, side, side)))
     labels = None
-    if info.get("labelled"):
+    if info.get("labelled"):  # a split of images without labels (-1) has none
         labels = torch.tensor([row[3] for row in rows["files"]], dtype=torch.int64)
+        labels = None if len(labels) and int(labels.min()) < 0 else labels
     files = tuple(row[0] for row in rows["files"])
     classes = tuple(info["classes"]) if info.get("classes") else None
     return ImageSet(images, labels, root.name, files=files, classes=classes, on_disk=True)

@@ -7,8 +7,9 @@ versions: unpickling runs code). Each is found under a data directory as its arc
 - `cifar-100-binary/train.bin`, `test.bin`: records of a coarse and a fine label byte, then the
   pixels as CIFAR-10's; the fine labels are the labels (`cifar100-coarse` gives the 20 coarse);
 - `stl10_binary/{train,test}_X.bin` with `{train,test}_y.bin` (labels 1-10, made 0-9), and
-  `unlabeled_X.bin`, the 100,000 unlabelled images (split `unlabeled`); each image is 3 x 96 x
-  96, every channel stored column by column.
+  `unlabeled_X.bin`, the 100,000 unlabelled images (split `unlabeled`; pretraining reads
+  `train+unlabeled`, all 105,000 images without labels); each image is 3 x 96 x 96, every
+  channel stored column by column.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pretext.data.cache import cache_info, is_cache
 from pretext.data.download import fetch_archive
 from pretext.data.imageset import ImageSet
 from pretext.errors import PretextError
@@ -31,6 +33,7 @@ class ColourSet:
     side: int
     url: str  # where a user gets the archive
     md5: str  # the archive's, as its authors publish it
+    pretrain_split: str = "train"  # what pretraining reads
 
 
 COLOUR_SETS = {
@@ -50,13 +53,44 @@ COLOUR_SETS = {
     ),
     "stl10": ColourSet(
         "stl10_binary",
-        {"train": ("train_X.bin",), "test": ("test_X.bin",), "unlabeled": ("unlabeled_X.bin",)},
+        {
+            "train": ("train_X.bin",),
+            "test": ("test_X.bin",),
+            "unlabeled": ("unlabeled_X.bin",),
+            "train+unlabeled": ("train_X.bin", "unlabeled_X.bin"),
+        },
         96,
         "https://ai.stanford.edu/~acoates/stl10/stl10_binary.tar.gz",
         "91f7769df0f17e558f3565bffb0c7dfb",
+        pretrain_split="train+unlabeled",  # the 5,000 labelled and the 100,000 unlabelled
     ),
 }
 COLOUR_SETS["cifar100-coarse"] = COLOUR_SETS["cifar100"]
+
+
+def pretraining_split(name_or_path: str | Path) -> str:
+    """The split pretraining reads: `train`, or where a set has more images without labels
+    (STL-10), those too (in a cache prepared from the set as well)."""
+    name, splits = str(name_or_path), None
+    if is_cache(name):
+        info = cache_info(name)
+        name, splits = str(info.get("source")), info.get("splits", [])
+    spec = COLOUR_SETS.get(name)
+    if spec is None or (splits is not None and spec.pretrain_split not in splits):
+        return "train"
+    return spec.pretrain_split
+
+
+def prepared_splits(name: str) -> tuple[str, ...]:
+    """The splits `pretext prepare` copies from a colour set: a split that the one pretraining
+    reads holds already (STL-10's unlabelled images, in `train+unlabeled`) is not copied again."""
+    spec = COLOUR_SETS[name]
+    within = (
+        set(spec.pretrain_split.split("+")) - {"train"} if "+" in spec.pretrain_split else set()
+    )
+    return tuple(split for split in spec.splits if split not in within)
+
+
 # The file of class names each archive holds, one name per line, in label order.
 CLASS_NAME_FILES = {
     "cifar10": "batches.meta.txt",
@@ -130,7 +164,7 @@ def load_colour_set(
     if name == "stl10":
         images = np.concatenate([stl_images(folder / f) for f in spec.splits[split]])
         labels = None
-        if split != "unlabeled":
+        if "unlabeled" not in split:
             labels = read_bytes(folder / f"{split}_y.bin").astype(np.int64) - 1
             if len(labels) != len(images) or labels.min() < 0 or labels.max() > 9:
                 raise PretextError(

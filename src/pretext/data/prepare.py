@@ -22,7 +22,7 @@ import numpy as np
 
 from pretext.checkpoint import write_json
 from pretext.data.cache import FORMAT, cache_info, is_cache, mapped_pixels, split_rows
-from pretext.data.colour_sets import COLOUR_SETS
+from pretext.data.colour_sets import COLOUR_SETS, prepared_splits
 from pretext.data.folders import class_folders, folder_entries, folder_format, split_folder
 from pretext.data.sources import NAMED_SETS, load_dataset
 from pretext.data.stats import channel_stats
@@ -213,7 +213,7 @@ def splits_of(name_or_path: str | Path) -> tuple[str, ...]:
     if key in NAMED_SETS:
         return tuple(NAMED_SETS[key].files)
     if key in COLOUR_SETS:
-        return tuple(COLOUR_SETS[key].splits)
+        return prepared_splits(key)
     path = Path(key).expanduser()
     if path.suffix == ".npz" and path.is_file():
         try:

@@ -12,6 +12,7 @@ import torch
 from pretext.augment import Augmentation, preset
 from pretext.config import PretrainConfig, input_stats
 from pretext.data import ImageSet, load_dataset
+from pretext.data.colour_sets import pretraining_split
 from pretext.data.stats import training_stats
 from pretext.distributed import Context
 from pretext.errors import PretextError
@@ -53,7 +54,8 @@ class Pretraining:
 
 
 def training_data(cfg: PretrainConfig, ctx: Context) -> ImageSet:
-    data = load_dataset(cfg.dataset, "train", cfg.data_dir, cfg.skip_bad_files, cfg.image_size)
+    split = pretraining_split(cfg.dataset)
+    data = load_dataset(cfg.dataset, split, cfg.data_dir, cfg.skip_bad_files, cfg.image_size)
     data = data.first(cfg.limit_train)
     if cfg.batch_size * ctx.world_size > len(data):
         raise PretextError(
