@@ -110,7 +110,8 @@ def main() -> None:
         json.dumps(
             {
                 "benchmark": "colour_digits",
-                "environment": environment(device),
+                "device": str(device),
+                "environment": environment(),
                 "train_images": len(train),
                 "epochs": args.epochs,
                 "encoder": args.encoder,
