@@ -116,3 +116,34 @@ def test_cache_benchmark_runs_and_prints_json():
         assert report[f"{key}_steps_per_second"] > 0 and report[f"{key}_peak_rss_anon_mib"] > 0
     ratio = report["cache_steps_per_second"] / report["memory_steps_per_second"]
     assert abs(report["cache_vs_memory"] - ratio) < 0.01
+
+
+def test_colour_digits_paints_each_digit_in_two_colours_and_scores_each_preset(tmp_path):
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        from colour_digits import colour_digits
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    import numpy as np
+    import torch
+
+    ink = torch.tensor([[[[0, 255], [255, 0]]], [[[0, 0], [0, 255]]]], dtype=torch.uint8)
+    painted = colour_digits(ink, seed=0).astype(int)
+    assert painted.shape == (2, 3, 2, 2)
+    for image, strokes in zip(painted, ink[:, 0].numpy() == 255, strict=True):
+        background, stroke = image[:, ~strokes], image[:, strokes]
+        assert (background == background[:, :1]).all() and (stroke == stroke[:, :1]).all()
+    assert not np.array_equal(painted[0, :, 0, 0], painted[1, :, 0, 0])  # per-image colours
+
+    report = run_benchmark(
+        "colour_digits.py", "--runs", str(tmp_path), "--limit-train", "300",
+        "--epochs", "1", "--presets", "duotone", "--threads", "1",
+    )  # fmt: skip
+    assert report["train_images"] == 300 and report["epochs"] == 1
+    floor, duotone = report["rows"]
+    assert (floor["views"], duotone["views"]) == ("random encoder", "duotone")
+    for row in (floor, duotone):
+        assert 0 <= row["knn"] <= 1 and 0 <= row["linear"] <= 1
+    assert duotone["pretrain_seconds"] > 0
+    run = json.loads((tmp_path / "duotone" / "config.json").read_text())["pretrain"]
+    assert run["augment"] == "duotone" and len(run["mean"]) == 3  # colour, per channel
