@@ -3,7 +3,7 @@
     python benchmarks/semi.py --run runs/mnist --data-dir ../shared/data
         [--labels 10,100,600] [--seeds 1] [--epochs 10] [--start clusters,encoder,scratch]
         [--lr 3e-3] [--threshold 0.95] [--decay 0.99] [--labelled-batch 64]
-        [--weak light] [--strong PRESET] [--limit-train N] [--threads N]
+        [--weak light] [--strong PRESET] [--align] [--limit-train N] [--threads N]
 
 A validation experiment: the first 5/6 of the training images train (labelled subset and
 unlabelled images alike), the last 1/6 validates. For each label count and seed the same
@@ -61,6 +61,7 @@ def main() -> None:
     parser.add_argument("--labelled-batch", type=int, default=SemiConfig.labelled_batch)
     parser.add_argument("--weak", default=SemiConfig.weak)
     parser.add_argument("--strong", default=None, help="default: the run's pretraining views")
+    parser.add_argument("--align", action="store_true", help="distribution alignment")
     args = parser.parse_args()
     setup = split.load(args)
     device = torch.device("cpu")
@@ -73,6 +74,7 @@ def main() -> None:
         teacher_decay=args.decay,
         weak=args.weak,
         strong=args.strong or setup.pretrain.augment,
+        align=args.align,
     )
     started, clusters, train_p = time.perf_counter(), None, None
     stats = input_stats(setup.pretrain)
@@ -109,7 +111,7 @@ def main() -> None:
                 log = {start: row[start], "labels": count, "seed": seed}
                 print(json.dumps(log), file=sys.stderr, flush=True)  # progress
             rows.append(row)
-    names = ("epochs", "lr", "threshold", "teacher_decay", "labelled_batch")
+    names = ("epochs", "lr", "threshold", "teacher_decay", "labelled_batch", "align")
     settings = {k: getattr(cfg, k) for k in names}
     report = {
         "train": len(train),

@@ -7,6 +7,7 @@ from pretext.config import SemiConfig
 from pretext.data import ImageSet
 from pretext.evaluate import semi
 from pretext.evaluate.semi import (
+    Alignment,
     cluster_start,
     confident_targets,
     follow,
@@ -31,6 +32,24 @@ def test_confident_targets_hand_computed():
     assert confident_targets(logits, threshold=0.9)[1].tolist() == [0.0, 0.0, 1.0]
     # a threshold exactly at a row's maximum keeps it (at least, not more than)
     assert confident_targets(torch.zeros(1, 4), threshold=0.25)[1].tolist() == [1.0]
+
+
+def test_distribution_alignment_hand_computed():
+    # two classes, labelled shares 3/4 and 1/4; the teacher's running mean starts at 1/2 each
+    alignment = Alignment(torch.tensor([0, 0, 0, 1]), num_classes=2, momentum=0.5)
+    logits = torch.tensor([[0.0, 0.0], [0.0, 0.0]])  # a batch answering 1/2, 1/2
+    scale = alignment.scale(logits)
+    assert alignment.mean.tolist() == pytest.approx([0.5, 0.5])
+    assert scale.tolist() == pytest.approx([1.5, 0.5])
+    # rescaled 1/2, 1/2 -> 3/4, 1/4: class 0, sure at 0.7 but not at 0.8
+    targets, keep = confident_targets(logits, 0.7, scale)
+    assert targets.tolist() == [0, 0] and keep.tolist() == [1.0, 1.0]
+    assert confident_targets(logits, 0.8, scale)[1].tolist() == [0.0, 0.0]
+    # a teacher that answers class 1 too often: its share is pulled down
+    sure_of_one = torch.tensor([[-9.0, 9.0]])  # about 0, 1
+    scale = alignment.scale(sure_of_one)  # mean 1/4, 3/4 after momentum 0.5
+    assert alignment.mean.tolist() == pytest.approx([0.25, 0.75], abs=1e-4)
+    assert scale.tolist() == pytest.approx([3.0, 1 / 3], rel=1e-3)
 
 
 def test_semi_loss_hand_computed():

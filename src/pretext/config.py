@@ -117,6 +117,9 @@ class SemiConfig:
     strong: str | None = None  # the student's views of the same images (None: the run's own)
     teacher_decay: float = 0.99  # per step: the teacher's weights move 1% toward the student's
     from_clusters: bool = True  # start from the named clusters where they exist
+    # Distribution alignment (ReMixMatch): the teacher's answers scaled so that their running
+    # mean matches the labelled images' class shares, before the threshold.
+    align: bool = False
     seed: int = 0
 
 

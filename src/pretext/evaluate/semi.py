@@ -26,11 +26,35 @@ from pretext.loop import descend, run_epochs, scheduled_lr, set_lr, steps_per_ep
 from pretext.models import Classifier
 
 
-def confident_targets(logits: torch.Tensor, threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
+def confident_targets(
+    logits: torch.Tensor, threshold: float, scale: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Each row's predicted class, and 1.0 where its softmax probability is at least
-    `threshold` (0.0 elsewhere: that image teaches nothing this step)."""
-    sure, target = F.softmax(logits.float(), 1).max(1)
+    `threshold` (0.0 elsewhere: that image teaches nothing this step). `scale` (one factor per
+    class) reweights the probabilities, renormalised, before both."""
+    probabilities = F.softmax(logits.float(), 1)
+    if scale is not None:
+        probabilities = probabilities * scale
+        probabilities = probabilities / probabilities.sum(1, keepdim=True)
+    sure, target = probabilities.max(1)
     return target, (sure >= threshold).float()
+
+
+class Alignment:
+    """Distribution alignment (Berthelot et al., 2020): a running mean of the teacher's class
+    probabilities, and the per-class factors that bring it to the labelled class shares."""
+
+    def __init__(self, labels: torch.Tensor, num_classes: int, momentum: float = 0.999):
+        counts = torch.bincount(labels, minlength=num_classes).float()
+        self.target = counts / counts.sum()
+        self.mean = torch.full_like(self.target, 1.0 / num_classes)
+        self.momentum = momentum
+
+    def scale(self, logits: torch.Tensor) -> torch.Tensor:
+        """Fold this batch's mean probabilities in; the factors target / running mean."""
+        batch_mean = F.softmax(logits.float(), 1).mean(0)
+        self.mean.lerp_(batch_mean, 1.0 - self.momentum)
+        return self.target / self.mean.clamp_min(1e-6)
 
 
 def semi_loss(
@@ -94,13 +118,14 @@ def semi_train(
     images, labels = labelled.images.to(device), labelled.labels.to(device)
     total = cfg.epochs * steps_per_epoch(len(unlabelled), cfg.batch_size)
     confident = torch.zeros((), device=device, dtype=torch.float64)
+    alignment = Alignment(labels, labelled.num_classes) if cfg.align else None
 
     def step(idx: torch.Tensor, n: int) -> None:
         batch = unlabelled.index_select(0, idx)
         with torch.no_grad():
-            targets, keep = confident_targets(
-                teacher(make_view(batch, weak, generator)), cfg.threshold
-            )
+            answers = teacher(make_view(batch, weak, generator))
+            scale = alignment.scale(answers) if alignment else None
+            targets, keep = confident_targets(answers, cfg.threshold, scale)
         confident.add_(keep.sum())
         pick = torch.randint(
             0, len(images), (cfg.labelled_batch,), generator=generator, device=device
