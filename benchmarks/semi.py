@@ -2,16 +2,17 @@
 
     python benchmarks/semi.py --run runs/mnist --data-dir ../shared/data
         [--labels 10,100,600] [--seeds 1] [--epochs 10] [--start clusters,encoder,scratch]
-        [--lr 3e-3] [--threshold 0.95] [--decay 0.99] [--labelled-batch 64]
-        [--weak light] [--strong PRESET] [--align] [--limit-train N] [--threads N]
+        [--lr 3e-3] [--weight-decay 0] [--teacher-views 1] [--threshold 0.8] [--decay 0.99]
+        [--labelled-batch 64] [--weak light] [--strong PRESET] [--align] [--limit-train N]
+        [--threads N]
 
 A validation experiment: the first 5/6 of the training images train (labelled subset and
 unlabelled images alike), the last 1/6 validates. For each label count and seed the same
 stratified subset trains `pretext.evaluate.semi.semi_train` from each starting point: the
 clusters found once without labels and named by the subset (`clusters`), the pretrained encoder
 with a new head (`encoder`), random weights (`scratch`, as the study seeds them). Prints one
-JSON object: each start's validation accuracy, confident share and seconds (and one line
-per result on stderr as it comes).
+JSON object: each start's validation accuracy, confident share, seconds and five most frequent
+mistakes (true and predicted class, count), and one line per result on stderr as it comes.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from throughput import environment
 from pretext.augment import preset
 from pretext.config import ClusterConfig, SemiConfig, input_stats
 from pretext.data import stratified_subset
-from pretext.evaluate.classify import accuracy
+from pretext.evaluate.classify import accuracy, extract_features, most_confused
 from pretext.evaluate.cluster import cluster_probabilities, match_clusters, train_clusters
 from pretext.evaluate.semi import cluster_start, semi_train
 from pretext.models import Classifier, build_encoder
@@ -56,6 +57,8 @@ def main() -> None:
     parser.add_argument("--start", default="clusters,encoder,scratch")
     parser.add_argument("--epochs", type=int, default=SemiConfig.epochs)
     parser.add_argument("--lr", type=float, default=SemiConfig.lr)
+    parser.add_argument("--weight-decay", type=float, default=SemiConfig.weight_decay)
+    parser.add_argument("--teacher-views", type=int, default=SemiConfig.teacher_views)
     parser.add_argument("--threshold", type=float, default=SemiConfig.threshold)
     parser.add_argument("--decay", type=float, default=SemiConfig.teacher_decay)
     parser.add_argument("--labelled-batch", type=int, default=SemiConfig.labelled_batch)
@@ -72,6 +75,9 @@ def main() -> None:
         lr=args.lr,
         threshold=args.threshold,
         teacher_decay=args.decay,
+        labelled_batch=args.labelled_batch,
+        weight_decay=args.weight_decay,
+        teacher_views=args.teacher_views,
         weak=args.weak,
         strong=args.strong or setup.pretrain.augment,
         align=args.align,
@@ -102,16 +108,28 @@ def main() -> None:
                 out = semi_train(
                     model, train.images, subset, replace(cfg, seed=seed), device, quiet, stats
                 )
+                predicted = extract_features(out["model"], validation.images, plain, device)
+                predicted = predicted.argmax(1).cpu()
                 row[start] = {
                     "start": round(before, 4),
-                    "semi": round(accuracy(out["model"], validation, plain, device), 4),
+                    "semi": round((predicted == validation.labels).float().mean().item(), 4),
                     "confident": round(out["confident"], 4),
                     "seconds": out["seconds"],
+                    "confused": most_confused(predicted, validation.labels),
                 }
                 log = {start: row[start], "labels": count, "seed": seed}
                 print(json.dumps(log), file=sys.stderr, flush=True)  # progress
             rows.append(row)
-    names = ("epochs", "lr", "threshold", "teacher_decay", "labelled_batch", "align")
+    names = (
+        "epochs",
+        "lr",
+        "weight_decay",
+        "threshold",
+        "teacher_decay",
+        "labelled_batch",
+        "teacher_views",
+        "align",
+    )
     settings = {k: getattr(cfg, k) for k in names}
     report = {
         "train": len(train),

@@ -12,7 +12,13 @@ from pretext.config import (
 )
 from pretext.data import ImageSet
 from pretext.evaluate import study
-from pretext.evaluate.classify import anchor_pull, finetune, finetune_views, pull_toward
+from pretext.evaluate.classify import (
+    anchor_pull,
+    finetune,
+    finetune_views,
+    most_confused,
+    pull_toward,
+)
 from pretext.models import build_encoder
 
 
@@ -140,3 +146,15 @@ def test_linear_probe_is_seeded_without_touching_the_global_random_state():
         assert torch.equal(after, torch.rand(1))  # the caller's stream went on untouched
     keys = ("train_accuracy", "test_accuracy")
     assert [results[0][k] for k in keys] == [results[1][k] for k in keys]
+
+
+def test_most_confused_counts_each_mistake_pair_most_frequent_first():
+    labels = torch.tensor([7, 7, 7, 7, 2, 1, 1, 4, 9, 9])
+    predicted = torch.tensor([2, 2, 7, 1, 2, 2, 2, 9, 4, 4])
+    assert most_confused(predicted, labels, top=3) == [
+        {"true": 1, "predicted": 2, "count": 2},  # ties: in (true, predicted) order
+        {"true": 7, "predicted": 2, "count": 2},
+        {"true": 9, "predicted": 4, "count": 2},
+    ]
+    assert len(most_confused(predicted, labels, top=10)) == 5  # five pairs were ever wrong
+    assert most_confused(labels, labels) == []

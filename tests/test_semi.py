@@ -1,8 +1,11 @@
 import math
+from dataclasses import replace
 
 import pytest
 import torch
+import torch.nn.functional as F
 
+from pretext.augment import make_view, preset
 from pretext.config import SemiConfig
 from pretext.data import ImageSet
 from pretext.evaluate import semi
@@ -13,6 +16,7 @@ from pretext.evaluate.semi import (
     follow,
     semi_loss,
     semi_train,
+    teacher_answers,
 )
 from pretext.models import Classifier, build_encoder
 
@@ -90,6 +94,21 @@ def test_teacher_follows_the_student_by_its_decay():
     assert torch.equal(student.weight, s0)
 
 
+def test_teacher_answers_average_the_probabilities_of_its_views():
+    teacher = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(28 * 28, 3))
+    batch = torch.randint(0, 256, (5, 1, 28, 28), dtype=torch.uint8)
+    weak = preset("light")
+    answers = teacher_answers(teacher, batch, weak, 2, torch.Generator().manual_seed(7))
+    gen = torch.Generator().manual_seed(7)  # the same two views, drawn one after the other
+    views = torch.cat([make_view(batch, weak, gen), make_view(batch, weak, gen)])
+    expected = F.softmax(teacher(views), 1).view(2, 5, 3).mean(0)
+    assert torch.allclose(answers.exp(), expected, atol=1e-6)
+    one = teacher_answers(teacher, batch, weak, 1, torch.Generator().manual_seed(7))
+    assert torch.equal(one, teacher(make_view(batch, weak, torch.Generator().manual_seed(7))))
+    with pytest.raises(ValueError, match="at least 1"):
+        teacher_answers(teacher, batch, weak, 0, gen)
+
+
 def tiny_sets():
     gen = torch.Generator().manual_seed(0)
     unlabelled = torch.randint(0, 256, (40, 1, 28, 28), dtype=torch.uint8, generator=gen)
@@ -121,6 +140,13 @@ def test_semi_train_is_seeded_and_leaves_the_callers_model():
     assert 0.0 <= strict["confident"] < 1.0
     with pytest.raises(ValueError, match="threshold"):
         semi_train(model, unlabelled, labelled, SemiConfig(threshold=0.0), CPU, quiet)
+    # decoupled decay: each step multiplies the weights by 1 - lr * 50 before Adam's step
+    norms = []
+    for decay in (0.0, 50.0):
+        cfg_d = replace(cfg, teacher_decay=0.0, weight_decay=decay)
+        norms.append(semi_train(model, unlabelled, labelled, cfg_d, CPU, quiet)["model"])
+    norms = [m.linear.weight.norm() for m in norms]
+    assert norms[1] < 0.9 * norms[0]
 
 
 def test_an_unsure_teacher_teaches_nothing(monkeypatch):

@@ -110,10 +110,12 @@ class SemiConfig:
 
     epochs: int = 10  # passes over all training images
     lr: float = 3e-3  # Adam, cosine decay to 0
+    weight_decay: float = 0.0  # decoupled (AdamW), per unit of learning rate
     threshold: float = 0.8  # 0.8 beat 0.95 on validation (BENCHMARKS.md)
     batch_size: int = 256  # unlabelled images per step
     labelled_batch: int = 64  # labelled images per step, drawn at random
     weak: str = "light"  # the teacher's views
+    teacher_views: int = 1  # weak views per image whose probabilities the teacher averages
     strong: str | None = None  # the student's views of the same images (None: the run's own)
     teacher_decay: float = 0.99  # per step: the teacher's weights move 1% toward the student's
     from_clusters: bool = True  # start from the named clusters where they exist

@@ -56,6 +56,20 @@ def accuracy(
     return (logits.argmax(1).cpu() == data.labels).float().mean().item()
 
 
+def most_confused(predicted: torch.Tensor, labels: torch.Tensor, top: int = 5) -> list[dict]:
+    """The `top` most frequent mistakes, most frequent first: {"true", "predicted", "count"}
+    for each (true class, predicted class) pair with at least one image."""
+    wrong = predicted != labels
+    pairs, counts = torch.unique(
+        torch.stack([labels[wrong], predicted[wrong]], 1), dim=0, return_counts=True
+    )
+    order = sorted(range(len(counts)), key=lambda i: (-int(counts[i]), pairs[i].tolist()))
+    return [
+        {"true": int(pairs[i, 0]), "predicted": int(pairs[i, 1]), "count": int(counts[i])}
+        for i in order[:top]
+    ]
+
+
 def anchor_pull(anchor: float, labelled: int) -> float:
     """The per-step pull toward the starting weights, (anchor / n)^2 and at most 0.1 (see
     FinetuneConfig.anchor)."""

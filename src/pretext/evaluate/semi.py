@@ -85,6 +85,21 @@ def cluster_start(clusters: Classifier, mapping: torch.Tensor, num_classes: int)
 
 
 @torch.no_grad()
+def teacher_answers(
+    teacher: torch.nn.Module, batch: torch.Tensor, weak, views: int, generator: torch.Generator
+) -> torch.Tensor:
+    """The teacher's log-probabilities for `batch`, averaged (as probabilities) over `views`
+    weak views of each image: fewer answers that one unlucky view made sure of."""
+    if views < 1:
+        raise ValueError(f"teacher views must be at least 1, got {views}")
+    if views == 1:
+        return teacher(make_view(batch, weak, generator))
+    stacked = torch.cat([make_view(batch, weak, generator) for _ in range(views)])
+    probabilities = F.softmax(teacher(stacked).float(), 1).view(views, len(batch), -1)
+    return probabilities.mean(0).clamp_min(1e-12).log()
+
+
+@torch.no_grad()
 def follow(teacher: torch.nn.Module, student: torch.nn.Module, decay: float) -> None:
     """teacher <- decay teacher + (1 - decay) student, weights and float buffers alike."""
     t = [v for v in teacher.state_dict().values() if v.is_floating_point()]
@@ -112,7 +127,7 @@ def semi_train(
     weak, strong = preset(cfg.weak, stats), preset(cfg.strong or "default", stats)
     student = copy.deepcopy(model).to(device).train()
     teacher = copy.deepcopy(student).eval().requires_grad_(False)
-    optimizer = torch.optim.Adam(student.parameters(), lr=cfg.lr)
+    optimizer = torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     generator = torch.Generator(device).manual_seed(cfg.seed)
     unlabelled = unlabelled.to(device)
     images, labels = labelled.images.to(device), labelled.labels.to(device)
@@ -123,7 +138,7 @@ def semi_train(
     def step(idx: torch.Tensor, n: int) -> None:
         batch = unlabelled.index_select(0, idx)
         with torch.no_grad():
-            answers = teacher(make_view(batch, weak, generator))
+            answers = teacher_answers(teacher, batch, weak, cfg.teacher_views, generator)
             scale = alignment.scale(answers) if alignment else None
             targets, keep = confident_targets(answers, cfg.threshold, scale)
         confident.add_(keep.sum())
