@@ -30,7 +30,7 @@ from throughput import environment
 from pretext.augment import preset
 from pretext.config import ClusterConfig, SemiConfig, input_stats
 from pretext.data import stratified_subset
-from pretext.evaluate.classify import accuracy, extract_features, most_confused
+from pretext.evaluate.classify import accuracy, most_confused, predict
 from pretext.evaluate.cluster import cluster_probabilities, match_clusters, train_clusters
 from pretext.evaluate.semi import cluster_start, semi_train
 from pretext.models import Classifier, build_encoder
@@ -108,8 +108,7 @@ def main() -> None:
                 out = semi_train(
                     model, train.images, subset, replace(cfg, seed=seed), device, quiet, stats
                 )
-                predicted = extract_features(out["model"], validation.images, plain, device)
-                predicted = predicted.argmax(1).cpu()
+                predicted = predict(out["model"], validation, plain, device)
                 row[start] = {
                     "start": round(before, 4),
                     "semi": round((predicted == validation.labels).float().mean().item(), 4),

@@ -105,8 +105,9 @@ def test_teacher_answers_average_the_probabilities_of_its_views():
     assert torch.allclose(answers.exp(), expected, atol=1e-6)
     one = teacher_answers(teacher, batch, weak, 1, torch.Generator().manual_seed(7))
     assert torch.equal(one, teacher(make_view(batch, weak, torch.Generator().manual_seed(7))))
+    unlabelled, labelled = tiny_sets()
     with pytest.raises(ValueError, match="at least 1"):
-        teacher_answers(teacher, batch, weak, 0, gen)
+        semi_train(tiny_classifier(), unlabelled, labelled, SemiConfig(teacher_views=0), CPU, quiet)
 
 
 def tiny_sets():
@@ -141,11 +142,12 @@ def test_semi_train_is_seeded_and_leaves_the_callers_model():
     with pytest.raises(ValueError, match="threshold"):
         semi_train(model, unlabelled, labelled, SemiConfig(threshold=0.0), CPU, quiet)
     # decoupled decay: each step multiplies the weights by 1 - lr * 50 before Adam's step
-    norms = []
-    for decay in (0.0, 50.0):
-        cfg_d = replace(cfg, teacher_decay=0.0, weight_decay=decay)
-        norms.append(semi_train(model, unlabelled, labelled, cfg_d, CPU, quiet)["model"])
-    norms = [m.linear.weight.norm() for m in norms]
+    norms = [
+        semi_train(
+            model, unlabelled, labelled, replace(cfg, teacher_decay=0.0, weight_decay=d), CPU, quiet
+        )["model"].linear.weight.norm()
+        for d in (0.0, 50.0)
+    ]
     assert norms[1] < 0.9 * norms[0]
 
 

@@ -52,8 +52,15 @@ def extract_features(
 def accuracy(
     model: torch.nn.Module, data: ImageSet, aug: Augmentation, device: torch.device
 ) -> float:
-    logits = extract_features(model, data.images, aug, device)
-    return (logits.argmax(1).cpu() == data.labels).float().mean().item()
+    return (predict(model, data, aug, device) == data.labels).float().mean().item()
+
+
+@torch.inference_mode()
+def predict(
+    model: torch.nn.Module, data: ImageSet, aug: Augmentation, device: torch.device
+) -> torch.Tensor:
+    """The class `model` gives each image of `data` (on the CPU)."""
+    return extract_features(model, data.images, aug, device).argmax(1).cpu()
 
 
 def most_confused(predicted: torch.Tensor, labels: torch.Tensor, top: int = 5) -> list[dict]:

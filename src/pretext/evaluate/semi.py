@@ -90,8 +90,6 @@ def teacher_answers(
 ) -> torch.Tensor:
     """The teacher's log-probabilities for `batch`, averaged (as probabilities) over `views`
     weak views of each image: fewer answers that one unlucky view made sure of."""
-    if views < 1:
-        raise ValueError(f"teacher views must be at least 1, got {views}")
     if views == 1:
         return teacher(make_view(batch, weak, generator))
     stacked = torch.cat([make_view(batch, weak, generator) for _ in range(views)])
@@ -123,6 +121,8 @@ def semi_train(
     threshold, over all steps), "steps", "seconds"}. The caller's model stays as it was."""
     if not 0.0 < cfg.threshold <= 1.0:
         raise ValueError(f"threshold must be in (0, 1], got {cfg.threshold}")
+    if cfg.teacher_views < 1:
+        raise ValueError(f"teacher views must be at least 1, got {cfg.teacher_views}")
     started = time.perf_counter()
     weak, strong = preset(cfg.weak, stats), preset(cfg.strong or "default", stats)
     student = copy.deepcopy(model).to(device).train()
