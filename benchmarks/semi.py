@@ -12,7 +12,8 @@ stratified subset trains `pretext.evaluate.semi.semi_train` from each starting p
 clusters found once without labels and named by the subset (`clusters`), the pretrained encoder
 with a new head (`encoder`), random weights (`scratch`, as the study seeds them). Prints one
 JSON object: each start's validation accuracy, confident share, seconds and five most frequent
-mistakes (true and predicted class, count), and one line per result on stderr as it comes.
+mistakes (true and predicted class, count) before and after, and one line per result on stderr
+as it comes.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from throughput import environment
 from pretext.augment import preset
 from pretext.config import ClusterConfig, SemiConfig, input_stats
 from pretext.data import stratified_subset
-from pretext.evaluate.classify import accuracy, most_confused, predict
+from pretext.evaluate.classify import most_confused, predict
 from pretext.evaluate.cluster import cluster_probabilities, match_clusters, train_clusters
 from pretext.evaluate.semi import cluster_start, semi_train
 from pretext.models import Classifier, build_encoder
@@ -47,6 +48,10 @@ def starting_model(start, setup, clusters, train_p, subset, idx, seed):
         return Classifier(setup.encoder, classes, seed=seed)
     scratch = build_encoder(setup.pretrain.encoder, setup.train.images.shape[1], seed=10_000 + seed)
     return Classifier(scratch, classes, seed=seed)
+
+
+def share_right(predicted: torch.Tensor, data) -> float:
+    return round((predicted == data.labels).float().mean().item(), 4)
 
 
 def main() -> None:
@@ -104,17 +109,18 @@ def main() -> None:
             row = {"labels": count, "seed": seed}
             for start in args.start.split(","):
                 model = starting_model(start, setup, clusters, train_p, subset, idx, seed)
-                before = accuracy(model, validation, plain, device)
+                before = predict(model, validation, plain, device)
                 out = semi_train(
                     model, train.images, subset, replace(cfg, seed=seed), device, quiet, stats
                 )
-                predicted = predict(out["model"], validation, plain, device)
+                after = predict(out["model"], validation, plain, device)
                 row[start] = {
-                    "start": round(before, 4),
-                    "semi": round((predicted == validation.labels).float().mean().item(), 4),
+                    "start": share_right(before, validation),
+                    "semi": share_right(after, validation),
                     "confident": round(out["confident"], 4),
                     "seconds": out["seconds"],
-                    "confused": most_confused(predicted, validation.labels),
+                    "start_confused": most_confused(before, validation.labels),
+                    "confused": most_confused(after, validation.labels),
                 }
                 log = {start: row[start], "labels": count, "seed": seed}
                 print(json.dumps(log), file=sys.stderr, flush=True)  # progress

@@ -86,6 +86,10 @@ def test_semi_benchmark_runs_and_prints_json(pretrained_run):
         for key in ("start", "semi", "confident"):
             assert 0 <= row[start][key] <= 1
         assert row[start]["seconds"] > 0
+        wrong = round((1 - row[start]["semi"]) * 10)  # of the 10 validation images
+        assert sum(m["count"] for m in row[start]["confused"]) <= wrong
+        assert (wrong == 0) == (row[start]["confused"] == [])
+        assert all(m["true"] != m["predicted"] for m in row[start]["confused"])
 
 
 def test_few_label_validation_benchmark_runs_and_prints_json(pretrained_run):

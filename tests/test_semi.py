@@ -108,6 +108,8 @@ def test_teacher_answers_average_the_probabilities_of_its_views():
     unlabelled, labelled = tiny_sets()
     with pytest.raises(ValueError, match="at least 1"):
         semi_train(tiny_classifier(), unlabelled, labelled, SemiConfig(teacher_views=0), CPU, quiet)
+    with pytest.raises(ValueError, match="at least 1 pass"):
+        semi_train(tiny_classifier(), unlabelled, labelled, SemiConfig(epochs=0), CPU, quiet)
 
 
 def tiny_sets():

@@ -78,21 +78,25 @@ def cluster_command(
         if test.labels is not None:
             scored = (result, arrays, log)
             names = score_clusters(model, train_c, train, test, cfg, dev, stats, *scored)
-    write_npz(run.clusters_npz, **arrays)
-    write_cluster_table(run.clusters_csv, dataset, train, test, arrays, names)
-    save_checkpoint(
-        run.clusters_checkpoint,
-        {
-            "encoder": model.encoder.state_dict(),
-            "classifier": model.state_dict(),
-            "config": dataclasses.asdict(cfg),
-        },
-    )
-    cluster_grid(train.images, train_c, train_conf, cfg.clusters, run.clusters_png, names=names)
+    write_clusters(run, model, cfg, dataset, (train, test), arrays, names)
     wrote = f"{run.clusters_csv}, {run.clusters_npz.name} and {run.clusters_png.name}"
     log(f"cluster sizes {sizes}; wrote {wrote}")
     rundir.update_metrics(run_dir, clustering=result)
     return result
+
+
+def write_clusters(run: rundir.RunDir, model, cfg, dataset, splits, arrays, names) -> None:
+    """clusters.npz, the per-image table, checkpoints/clusters.pt and clusters.png; `splits`:
+    (train, test or None), `arrays`: each split's clusters and confidences."""
+    train, test = splits
+    write_npz(run.clusters_npz, **arrays)
+    write_cluster_table(run.clusters_csv, dataset, train, test, arrays, names)
+    state = {"encoder": model.encoder.state_dict(), "classifier": model.state_dict()}
+    save_checkpoint(run.clusters_checkpoint, {**state, "config": dataclasses.asdict(cfg)})
+    clusters, confidence = (
+        torch.from_numpy(arrays[k]) for k in ("train_clusters", "train_confidence")
+    )
+    cluster_grid(train.images, clusters, confidence, cfg.clusters, run.clusters_png, names=names)
 
 
 def score_clusters(

@@ -110,17 +110,12 @@ def finetune_command(
     if cfg is None:
         cfg, saved_labels = finetune_defaults(run_dir, recipe_name, from_scratch, resume)
         labels = labels if labels is not None else saved_labels
-    cfg = override(cfg, **told_epochs(changes or {}))
-    cfg = with_run_views(cfg, run.augment if run else None)
-    check_finetune(cfg)
-    check_semi_request(semi, labels, resume)
-    semi = None if semi is None else semi_with_run_views(semi, run.augment if run else None)
-    if from_scratch:
-        cfg = scratch_finetune(cfg)
+    cfg, semi = settled_configs(cfg, semi, changes, run, labels, from_scratch, resume)
     dev = resolve_device(device)
+    dataset = dataset or (run.dataset if run else "mnist")
     if splits is None:
         splits = labelled_splits(
-            dataset or (run.dataset if run else "mnist"),
+            dataset,
             data_dir or (run.data_dir if run else None),
             limit_train,
             image_size or (run.image_size if run else None),
@@ -128,11 +123,11 @@ def finetune_command(
     every, test = splits
     subset = None if labels is None else stratified_subset(every.labels, labels, cfg.seed)
     train = every if subset is None else every.subset(subset)
-    data = labelled_data(dataset or (run.dataset if run else "mnist"), limit_train, every, subset)
+    data = labelled_data(dataset, limit_train, every, subset)
     if encoder is None:
         encoder = rundir.encoder_of(run, None, run_dir) if run else "cnn"
     model = starting_encoder(run_dir, encoder, from_scratch, train.images, cfg.seed, dev)
-    stats = views_stats(run, dataset or (run.dataset if run else "mnist"), every)
+    stats = views_stats(run, dataset, every)
     if semi is None:
         result = plain_finetune(
             run_dir, model, (train, test), cfg, from_scratch, resume, data, dev, log, stats
@@ -153,6 +148,17 @@ def finetune_command(
     if run_dir is not None:
         rundir.update_metrics(run_dir, **{metrics_key(from_scratch, semi is not None): result})
     return result
+
+
+def settled_configs(cfg, semi, changes, run, labels, from_scratch, resume):
+    """The fine-tuning and semi-supervised settings as they will run: `changes` applied, the
+    run's views where none were asked, the from-scratch baseline's own, each checked."""
+    cfg = override(cfg, **told_epochs(changes or {}))
+    cfg = with_run_views(cfg, run.augment if run else None)
+    check_finetune(cfg)
+    check_semi_request(semi, labels, resume)
+    semi = None if semi is None else semi_with_run_views(semi, run.augment if run else None)
+    return (scratch_finetune(cfg) if from_scratch else cfg), semi
 
 
 def plain_finetune(run_dir, model, splits, cfg, from_scratch, resume, data, device, log, stats):

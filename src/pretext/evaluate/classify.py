@@ -117,16 +117,14 @@ def finetune(
     epoch and `resume` continues it exactly; `data` (what defines the labelled images) is saved
     with it and must match on resume. `stats`: the run's input normalisation (None: MNIST's)."""
     model = Classifier(copy.deepcopy(encoder), train.num_classes, seed=cfg.seed).to(device)
-    encoder_params = list(model.encoder.parameters())
-    anchors = [p.detach().clone() for p in encoder_params] if cfg.anchor else []
-    pull = anchor_pull(cfg.anchor, len(train))
     aug = preset(finetune_views(cfg, len(train)), stats)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     per_epoch = steps_per_epoch(len(train), cfg.batch_size)
     epochs = finetune_epochs(cfg, per_epoch, label, log)
     total = epochs * per_epoch
     generator = torch.Generator(device).manual_seed(cfg.seed)
-    images, labels = train.images.to(device), train.labels.to(device)
+    # built before a resume loads its weights: the pull is toward the starting encoder's
+    step, correct = finetune_step(model, optimizer, train, aug, cfg, total, generator, device)
     started, train_accuracy, seconds_before = time.perf_counter(), [], 0.0
     # what a resumed fine-tune must share
     settings = {**asdict(cfg), "labelled": len(train), **({"data": data} if data else {})}
@@ -134,16 +132,6 @@ def finetune(
         state = resumed_state(checkpoint, settings, epochs, model, optimizer, generator, device)
         train_accuracy, seconds_before = state["train_accuracy"], state["seconds"]
         log(f"resuming {label} after epoch {len(train_accuracy)}")
-    correct = torch.zeros((), device=device, dtype=torch.int64)
-
-    def step(idx: torch.Tensor, n: int) -> None:
-        decay = cosine_factor(n, total) if cfg.schedule == "cosine" else 1.0
-        set_lr(optimizer, cfg.lr * decay)
-        logits = model(make_view(images.index_select(0, idx), aug, generator))
-        descend(optimizer, F.cross_entropy(logits, labels[idx]))
-        if anchors:
-            pull_toward(encoder_params, anchors, pull * decay)
-        correct.add_((logits.argmax(1) == labels[idx]).sum())
 
     def end_epoch(epoch: int) -> None:
         train_accuracy.append(correct.item() / len(train))
@@ -176,6 +164,28 @@ def finetune(
         "seconds": round(seconds_before + time.perf_counter() - started, 3),
         "model": model,
     }
+
+
+def finetune_step(model, optimizer, train: ImageSet, aug, cfg: FinetuneConfig, total, gen, device):
+    """The fine-tuning step `step(idx, n)` on the labelled images `idx`, step `n` of `total`:
+    cosine decay, cross-entropy on a view, the pull toward the encoder as it is now. Returns it
+    with the count of right answers it adds to (for the epoch's train accuracy)."""
+    encoder_params = list(model.encoder.parameters())
+    anchors = [p.detach().clone() for p in encoder_params] if cfg.anchor else []
+    pull = anchor_pull(cfg.anchor, len(train))
+    images, labels = train.images.to(device), train.labels.to(device)
+    correct = torch.zeros((), device=device, dtype=torch.int64)
+
+    def step(idx: torch.Tensor, n: int) -> None:
+        decay = cosine_factor(n, total) if cfg.schedule == "cosine" else 1.0
+        set_lr(optimizer, cfg.lr * decay)
+        logits = model(make_view(images.index_select(0, idx), aug, gen))
+        descend(optimizer, F.cross_entropy(logits, labels[idx]))
+        if anchors:
+            pull_toward(encoder_params, anchors, pull * decay)
+        correct.add_((logits.argmax(1) == labels[idx]).sum())
+
+    return step, correct
 
 
 def finetune_epochs(cfg: FinetuneConfig, per_epoch: int, label: str, log) -> int:

@@ -105,6 +105,16 @@ def follow(teacher: torch.nn.Module, student: torch.nn.Module, decay: float) -> 
     torch._foreach_lerp_(t, s, 1.0 - decay)
 
 
+def check_semi_config(cfg: SemiConfig) -> None:
+    """Refuse settings that cannot train: no pass, a threshold outside (0, 1], no teacher view."""
+    if cfg.epochs < 1:
+        raise ValueError(f"semi-supervised training needs at least 1 pass, got {cfg.epochs}")
+    if not 0.0 < cfg.threshold <= 1.0:
+        raise ValueError(f"threshold must be in (0, 1], got {cfg.threshold}")
+    if cfg.teacher_views < 1:
+        raise ValueError(f"teacher views must be at least 1, got {cfg.teacher_views}")
+
+
 @phase
 def semi_train(
     model: torch.nn.Module,
@@ -119,10 +129,7 @@ def semi_train(
     images (views normalised by `stats`, the run's). Returns {"model" (the teacher, which is
     the better classifier), "confident" (the share of unlabelled images that passed the
     threshold, over all steps), "steps", "seconds"}. The caller's model stays as it was."""
-    if not 0.0 < cfg.threshold <= 1.0:
-        raise ValueError(f"threshold must be in (0, 1], got {cfg.threshold}")
-    if cfg.teacher_views < 1:
-        raise ValueError(f"teacher views must be at least 1, got {cfg.teacher_views}")
+    check_semi_config(cfg)
     started = time.perf_counter()
     weak, strong = preset(cfg.weak, stats), preset(cfg.strong or "default", stats)
     student = copy.deepcopy(model).to(device).train()
@@ -152,19 +159,10 @@ def semi_train(
         descend(optimizer, loss)
         follow(teacher, student, cfg.teacher_decay)
 
-    def end_epoch(epoch: int) -> None:
+    def end(epoch: int) -> None:
         log(f"semi epoch {epoch + 1}/{cfg.epochs}")
 
-    run_epochs(
-        step,
-        len(unlabelled),
-        cfg.batch_size,
-        cfg.epochs,
-        cfg.seed,
-        device,
-        "semi",
-        end_epoch=end_epoch,
-    )
+    run_epochs(step, len(unlabelled), cfg.batch_size, cfg.epochs, cfg.seed, device, "semi", 0, end)
     return {
         "model": teacher,
         "confident": confident.item() / (cfg.epochs * len(unlabelled)),
