@@ -113,14 +113,15 @@ def test_pretrain_then_finetune_and_scratch_through_the_cli(tiny_data, tmp_path,
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["finetune"]["labels"] == 20 and metrics["finetune_scratch"]["from_scratch"]
     assert "semi" not in metrics["finetune"]
-    again = ["finetune", *common, "--out", str(out), "--labels", "20", "--semi"]
+    # one label per class: the semi-supervised training starts from the named clusters
+    again = ["finetune", *common, "--out", str(out), "--labels", "10", "--semi"]
     assert main([*again, "--semi-epochs", "1"]) == 0
     printed = capsys.readouterr().out
     assert "clustering" in printed and "semi epoch 1/1" in printed
     recorded = json.loads((out / "metrics.json").read_text())
     tuned = recorded["semi"]
     assert tuned["semi"]["epochs"] == 1 and 0 <= tuned["semi"]["confident"] <= 1
-    assert tuned["labels"] == 20 and 0 <= tuned["test_accuracy"] <= 1
+    assert tuned["labels"] == 10 and 0 <= tuned["test_accuracy"] <= 1
     assert recorded["finetune"] == metrics["finetune"]  # the plain fine-tune's record stays
     assert main([*again, "--semi-epochs", "0"]) != 0
     assert "--semi-epochs must be >= 1" in capsys.readouterr().err

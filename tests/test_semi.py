@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from pretext.augment import make_view, preset
-from pretext.config import SemiConfig
+from pretext.config import SemiConfig, starts_from_clusters
 from pretext.data import ImageSet
 from pretext.evaluate import semi
 from pretext.evaluate.semi import (
@@ -182,8 +182,34 @@ def test_semi_never_trains_on_the_test_images(pretrained_run, tiny_data, monkeyp
 
     monkeypatch.setattr(semi, "make_view", watched(semi.make_view))
     monkeypatch.setattr(cluster, "make_view", watched(cluster.make_view))
+    clustered = []
+    monkeypatch.setattr(cluster, "scan_loss", watched_call(cluster.scan_loss, clustered))
+    # one label per class: the clusters start it, and they see training images only too
     result = finetune_command(
-        pretrained_run, labels=20, semi=SemiConfig(epochs=1, batch_size=16), splits=(train, test)
+        pretrained_run, labels=10, semi=SemiConfig(epochs=1, batch_size=16), splits=(train, test)
     )
-    assert seen and all(int(batch.max()) <= 254 for batch in seen)
-    assert result["labels"] == 20 and result["semi"]["steps"] == 4  # 64 images, 16 a step
+    assert seen and clustered and all(int(batch.max()) <= 254 for batch in seen)
+    assert result["labels"] == 10 and result["semi"]["steps"] == 4  # 64 images, 16 a step
+
+
+def watched_call(function, calls: list):
+    """`function`, counting its calls in `calls`."""
+    return lambda *args, **kw: calls.append(1) or function(*args, **kw)
+
+
+def test_clusters_start_the_pretrained_arm_under_two_labels_per_class(pretrained_run, monkeypatch):
+    from pretext.commands import finetune_command
+    from pretext.evaluate import cluster
+
+    assert starts_from_clusters(SemiConfig(), 19, 10)  # under 2 per class
+    assert not starts_from_clusters(SemiConfig(), 20, 10)
+    assert starts_from_clusters(SemiConfig(clusters_below=3), 20, 10)
+    clustered = []
+    monkeypatch.setattr(cluster, "scan_loss", watched_call(cluster.scan_loss, clustered))
+    semi = SemiConfig(epochs=1, batch_size=32)
+    finetune_command(pretrained_run, labels=20, semi=semi)
+    assert not clustered  # two labels per class: the encoder with a new head
+    finetune_command(pretrained_run, labels=20, semi=semi, from_scratch=True)
+    assert not clustered  # random weights never start from clusters
+    finetune_command(pretrained_run, labels=10, semi=semi)
+    assert clustered

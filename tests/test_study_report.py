@@ -114,17 +114,22 @@ def test_semi_arm_is_compared_with_its_own_control():
 
 
 def test_study_runs_both_semi_arms_and_times_each(pretrained_run):
+    # 10 labels (one per class) start the semi arm from the clusters; 20 from the encoder
     rows = study_command(
-        pretrained_run, labels=(20,), seeds=2, min_steps=2, semi=True, semi_epochs=1
+        pretrained_run, labels=(10, 20), seeds=2, min_steps=2, semi=True, semi_epochs=1
     )
-    methods = {r["method"]: r for r in rows}
-    assert set(methods) == {"linear", "finetune", "knn", "scratch", "semi", "scratch-semi"}
+    methods = {(r["labels"], r["method"]): r for r in rows}
+    names = {"linear", "finetune", "knn", "scratch", "semi", "scratch-semi"}
+    assert set(methods) == {(n, m) for n in (10, 20) for m in names}
     assert all(0.0 <= r["mean"] <= 1.0 for r in rows)
     assert all(len(r["seconds"]) == 2 and min(r["seconds"]) >= 0 for r in rows)
     trained = ("finetune", "scratch", "semi", "scratch-semi")
-    assert all(min(methods[m]["seconds"]) > 0 for m in trained)
-    # the clusters the semi arm starts from are trained once for the whole study
-    assert methods["semi"]["shared_seconds"] > 0 and "shared_seconds" not in methods["scratch-semi"]
+    assert all(min(methods[20, m]["seconds"]) > 0 for m in trained)
+    # the clusters the semi arm starts from are trained once for the whole study, and counted
+    # where they started it
+    assert methods[10, "semi"]["shared_seconds"] > 0
+    assert "shared_seconds" not in methods[20, "semi"]
+    assert "shared_seconds" not in methods[10, "scratch-semi"]
     saved = json.loads((pretrained_run / "study.json").read_text())
     assert [r["seconds"] for r in saved] == [r["seconds"] for r in rows]
     table = (pretrained_run / "study.md").read_text()

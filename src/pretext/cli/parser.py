@@ -101,8 +101,9 @@ def add_finetune_command(sub) -> None:
         "--semi",
         action="store_true",
         help="learn from all training images, labelled or not (FixMatch: a teacher's confident "
-        "answers on weak views are the targets of strong views), starting from the encoder's "
-        "clusters named by the --labels; run it with --from-scratch too before crediting "
+        "answers on a view are the targets of another view), starting from the encoder (from "
+        "its clusters named by the --labels under two labels per class); run it with "
+        "--from-scratch too before crediting "
         "pretraining (default off)",
     )
     add_semi_epochs(p)
@@ -150,7 +151,8 @@ def add_evaluation_commands(sub) -> None:
         "--semi",
         action="store_true",
         help="also: semi-supervised fine-tuning on all training images from the pretrained "
-        "encoder's named clusters (semi) and from random weights (scratch-semi); default off",
+        "encoder (semi; from its named clusters under two labels per class) and from random "
+        "weights (scratch-semi); default off",
     )
     add_semi_epochs(p)
     p.set_defaults(func=handlers.cmd_study)

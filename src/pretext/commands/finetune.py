@@ -27,7 +27,7 @@ from pretext.config import (
     recipe,
     resolve_device,
     scratch_finetune,
-    semi_with_run_views,
+    starts_from_clusters,
     told_epochs,
     with_run_views,
 )
@@ -102,7 +102,8 @@ def finetune_command(
     `changes` (FinetuneConfig fields). Progress is checkpointed per epoch, `resume` continues
     it. With `semi`, the classifier learns from every training image, labelled or not
     (semi-supervised, `pretext.evaluate.semi`), instead of the labelled ones alone; a
-    pretrained encoder then starts from its clusters, named by the labels.
+    pretrained encoder with few labels per class then starts from its clusters, named by the
+    labels.
     `splits` (train, test) skips loading them again."""
     if not from_scratch:
         require_pretrained_run(run_dir)
@@ -152,12 +153,12 @@ def finetune_command(
 
 def settled_configs(cfg, semi, changes, run, labels, from_scratch, resume):
     """The fine-tuning and semi-supervised settings as they will run: `changes` applied, the
-    run's views where none were asked, the from-scratch baseline's own, each checked."""
+    run's views where none were asked (fine-tuning), the from-scratch baseline's own, each
+    checked."""
     cfg = override(cfg, **told_epochs(changes or {}))
     cfg = with_run_views(cfg, run.augment if run else None)
     check_finetune(cfg)
     check_semi_request(semi, labels, resume)
-    semi = None if semi is None else semi_with_run_views(semi, run.augment if run else None)
     return (scratch_finetune(cfg) if from_scratch else cfg), semi
 
 
@@ -220,10 +221,11 @@ def check_semi_request(semi: SemiConfig | None, labels: int | None, resume: bool
 
 def semi_finetune(encoder, every, train, test, semi, clusters, device, log, stats) -> dict:
     """Semi-supervised fine-tuning of `encoder` on the labelled `train` and all of `every`;
-    with `clusters` (ClusterConfig), from the encoder's clusters named by the labels; views
-    normalised by `stats`."""
+    with `clusters` (ClusterConfig) and few labels per class (`starts_from_clusters`), from the
+    encoder's clusters named by the labels; views normalised by `stats`."""
     started = time.perf_counter()
-    if clusters is not None and clusters.clusters == train.num_classes:
+    named = clusters is not None and clusters.clusters == train.num_classes
+    if named and starts_from_clusters(semi, len(train), train.num_classes):
         log(f"clustering {len(every)} training images without labels")
         found = train_clusters(encoder, every.images, clusters, device, log, stats)
         probs = cluster_probabilities(found, train.images, device, stats)

@@ -18,7 +18,6 @@ from pretext.config import (
     input_stats,
     recipe,
     resolve_device,
-    semi_with_run_views,
     with_run_views,
 )
 from pretext.data import check_label_count
@@ -90,7 +89,7 @@ def study_config(pre, labels, seeds, min_steps, cluster, semi, semi_epochs) -> S
         knn_temperature=base.knn_temperature,
         methods=METHODS + (("cluster",) if cluster else ()) + (SEMI if semi else ()),
         clustering=ClusterConfig(augment=pre.augment),
-        semi=semi_with_run_views(SemiConfig(epochs=semi_epochs), pre.augment),
+        semi=SemiConfig(epochs=semi_epochs),
         stats=input_stats(pre),
     )
 

@@ -1,9 +1,9 @@
 """Semi-supervised fine-tuning (FixMatch, Sohn et al. 2020): a classifier that learns from a few
 labelled images and from all the unlabelled ones at once.
 
-Each step a teacher, the moving average of the classifier, labels a weak view of a batch of
-unlabelled images; where it is sure enough, the classifier must say the same of a strong view
-of those images, beside a labelled batch. It uses the unlabelled images a second time, after
+Each step a teacher, a quickly moving average of the classifier, labels a weak view of a batch
+of unlabelled images; where it is sure enough, the classifier must say the same of another
+(by default equally mild) view of those images, beside a labelled batch. It uses the unlabelled images a second time, after
 pretraining, and helps a classifier from random weights too: a comparison runs it on both
 arms (`semi`, `scratch-semi`), or it credits pretraining with what any classifier gets from
 the unlabelled images.

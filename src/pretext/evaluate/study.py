@@ -24,6 +24,7 @@ from pretext.config import (
     LinearProbeConfig,
     SemiConfig,
     scratch_finetune,
+    starts_from_clusters,
 )
 from pretext.data import ImageSet, stratified_subset
 from pretext.data.stats import InputStats
@@ -92,8 +93,11 @@ def run_study(
                 f"{count} labels, seed {seed}: "
                 + ", ".join(f"{m} {100 * v[-1]:.2f}%" for m, v in scores.items())
             )
+        once = dict(shared["once"])
+        if not semi_from_clusters(cfg, train.num_classes, count):
+            once.pop("semi", None)  # this count's semi arm did not start from the clusters
         rows += [
-            summary_row(count, method, values, seconds[method], shared["once"].get(method))
+            summary_row(count, method, values, seconds[method], once.get(method))
             for method, values in scores.items()
         ]
         if done is not None:
@@ -132,10 +136,14 @@ def shared_parts(encoder, train: ImageSet, test: ImageSet, cfg: StudyConfig, dev
     return parts
 
 
-def semi_from_clusters(cfg: StudyConfig, num_classes: int) -> bool:
-    """Whether the `semi` arm starts from the named clusters (one cluster per class)."""
+def semi_from_clusters(cfg: StudyConfig, num_classes: int, labelled: int | None = None) -> bool:
+    """Whether the `semi` arm starts from the named clusters (one cluster per class): for
+    `labelled` images, or (None) for any of the study's label counts."""
+    counts = cfg.labels if labelled is None else (labelled,)
     return (
-        "semi" in cfg.methods and cfg.semi.from_clusters and cfg.clustering.clusters == num_classes
+        "semi" in cfg.methods
+        and cfg.clustering.clusters == num_classes
+        and any(starts_from_clusters(cfg.semi, n, num_classes) for n in counts)
     )
 
 
@@ -169,7 +177,7 @@ def seed_scores(arms: dict, train, test, idx, seed: int, cfg: StudyConfig, share
     for arm, start in semi_arms.items():
         if arm not in methods:
             continue
-        if arm == "semi" and semi_from_clusters(cfg, train.num_classes):
+        if arm == "semi" and semi_from_clusters(cfg, train.num_classes, len(idx)):
             model = cluster_start(shared["clusters"], mapping, train.num_classes)
         else:
             model = Classifier(start(), train.num_classes, seed=seed)
@@ -314,8 +322,8 @@ def study_markdown(rows: list[dict], protocol: str = "") -> str:
         lines.append(
             "semi = semi-supervised fine-tuning on all training images (FixMatch: a teacher's "
             "confident answers on weak views are the targets of strong views; the labels stay "
-            "those of the subset), from the pretrained encoder (from its named clusters where "
-            "the study has them); scratch-semi is the same from random weights, the control "
+            "those of the subset), from the pretrained encoder (from its named clusters under "
+            "two labels per class); scratch-semi is the same from random weights, the control "
             "that shows what the unlabelled images give without pretraining."
         )
     if "cluster" in present:
