@@ -70,6 +70,8 @@ def test_impossible_options(tiny_data, tmp_path, capsys, options, message):
     [
         (["run", "--finetune-epochs", "0"], "--finetune-epochs must be >= 1"),
         (["run", "--finetune-lr", "-1"], "--finetune-lr must be > 0"),
+        (["run", "--semi", "--semi-epochs", "0"], "--semi-epochs must be >= 1"),
+        (["run", "--semi-epochs", "2"], "--semi-epochs needs --semi"),
         (["finetune", "--from-scratch", "--epochs", "0"], "--epochs must be >= 1"),
         (["finetune", "--from-scratch", "--min-steps", "-1"], "--min-steps must be >= 0"),
         (["study", "--min-steps", "-1"], "--min-steps must be >= 0"),
@@ -366,3 +368,27 @@ def test_help_shows_every_options_default_and_choices(capsys):
 def test_a_name_outside_the_choices_is_refused_by_the_parser(capsys):
     assert main(["pretrain", "--optimizer", "adagrad"]) == 2
     assert "invalid choice: 'adagrad'" in capsys.readouterr().err
+
+
+def test_run_with_semi_adds_both_semi_arms_and_keeps_the_full_fine_tunes_pictures(
+    tiny_data, tmp_path, monkeypatch
+):
+    import pretext.commands.finetune as finetune_module
+
+    out = tmp_path / "run"
+    options = ["--data-dir", str(tiny_data), "--out", str(out), "--threads", "1", "--epochs", "1"]
+    options += ["--batch-size", "16", "--few-labels", "20", "--few-label-seeds", "2"]
+    options += ["--finetune-epochs", "1", "--min-steps", "4", "--semi", "--semi-epochs", "1"]
+    drawn, original = [], finetune_module.draw_classifier_pictures
+    monkeypatch.setattr(
+        finetune_module, "draw_classifier_pictures", lambda *a: drawn.append(1) or original(*a)
+    )
+    assert main(["run", *options]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    for key, scratch in (("semi", False), ("semi_scratch", True)):
+        assert metrics[key]["labels"] == 20 and metrics[key]["from_scratch"] is scratch
+        assert metrics[key]["semi"]["epochs"] == 1 and 0 <= metrics[key]["test_accuracy"] <= 1
+    assert drawn == [1]  # the full-label fine-tune's confusion and mistakes only
+    page = (out / "report.html").read_text()
+    assert "20 labels, semi-supervised from the pretrained encoder: test accuracy" in page
+    assert "20 labels, semi-supervised from random weights: test accuracy" in page

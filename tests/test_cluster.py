@@ -1,6 +1,7 @@
 import csv
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -9,7 +10,8 @@ import torch
 from pretext.checkpoint import load_checkpoint
 from pretext.cli import main
 from pretext.commands import cluster_command
-from pretext.config import ClusterConfig, PretrainConfig
+from pretext.config import ClusterConfig, PretrainConfig, SemiConfig
+from pretext.errors import PretextError
 from pretext.evaluate.cluster import (
     cluster_accuracy,
     match_clusters,
@@ -218,3 +220,10 @@ def test_an_unlabelled_run_writes_its_report(tmp_path):
     ):
         assert caption in page
     assert (tmp_path / "run" / "clusters.csv").read_text().count("\n") == 17
+    # --semi cannot act without labels: refused, with the encoder and its report kept
+    again = replace(pre, overwrite=True)
+    with pytest.raises(PretextError, match="--semi needs labels"):
+        cfg = RunConfig(pretrain=again, linear=LinearProbeConfig(epochs=1), semi=SemiConfig())
+        run(cfg, log=lambda *_: None)
+    assert (tmp_path / "run" / "report.html").is_file()
+    assert (tmp_path / "run" / "checkpoints" / "last.pt").is_file()

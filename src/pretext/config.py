@@ -176,6 +176,8 @@ class RunConfig:
     linear: LinearProbeConfig = field(default_factory=LinearProbeConfig)
     few_labels: int = 600
     few_label_seeds: int = 3
+    # `pretext run --semi`: semi-supervised fine-tuning at `few_labels` (None: not run)
+    semi: SemiConfig | None = None
     knn_k: int = 200
     knn_temperature: float = 0.1
 

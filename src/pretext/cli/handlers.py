@@ -3,6 +3,7 @@ function in `pretext.commands`."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from pretext import commands, rundir
@@ -30,7 +31,10 @@ def cmd_pretrain(args) -> None:
 
 
 def cmd_run(args) -> None:
+    passes = semi_epochs(args)
     cfg = run_config(args)
+    if args.semi:
+        cfg = replace(cfg, semi=SemiConfig(epochs=passes, seed=cfg.pretrain.seed))
     with rundir.writer_lock(cfg.pretrain.out, create=True):
         commands.run(cfg)
 

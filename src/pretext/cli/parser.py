@@ -45,6 +45,14 @@ def add_training_commands(sub) -> None:
     add_data_options(p)
     add_pretrain_options(p)
     add_finetune_options(p)
+    p.add_argument(
+        "--semi",
+        action="store_true",
+        help="also: semi-supervised fine-tuning with the --few-labels labels (the run's seed), "
+        "from the pretrained encoder and from random weights (default off: two trainings on "
+        "every training image, minutes on a CPU)",
+    )
+    add_semi_epochs(p)
     p.set_defaults(func=handlers.cmd_run)
 
 

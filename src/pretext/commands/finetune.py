@@ -93,6 +93,7 @@ def finetune_command(
     recipe_name: str | None = None,
     changes: dict | None = None,
     splits: tuple[ImageSet, ImageSet] | None = None,
+    draw: bool = True,
     log=print,
 ) -> dict:
     """Fine-tune a run's encoder (or a fresh one) on labels; test accuracy of the last epoch.
@@ -104,7 +105,8 @@ def finetune_command(
     (semi-supervised, `pretext.evaluate.semi`), instead of the labelled ones alone; a
     pretrained encoder with few labels per class then starts from its clusters, named by the
     labels.
-    `splits` (train, test) skips loading them again."""
+    `splits` (train, test) skips loading them again; `draw` False leaves the run's confusion
+    and mistakes pictures as they are."""
     if not from_scratch:
         require_pretrained_run(run_dir)
     run = rundir.pretrain_config(run_dir) if rundir.is_run_dir(run_dir) else None
@@ -139,7 +141,7 @@ def finetune_command(
         clusters = None if from_scratch else per_class
         result = semi_finetune(model, every, train, test, semi, clusters, dev, log, stats)
     classifier = result.pop("model")
-    if run_dir is not None and not from_scratch:
+    if run_dir is not None and not from_scratch and draw:
         draw_classifier_pictures(
             rundir.RunDir(run_dir), classifier, test, preset(cfg.augment, stats), dev
         )

@@ -12,7 +12,12 @@ from pretext import distributed, rundir
 from pretext.augment import preset
 from pretext.commands.cluster import cluster_command
 from pretext.commands.common import labelled_splits
-from pretext.commands.finetune import draw_run_pictures, evaluate_command, finetune_command
+from pretext.commands.finetune import (
+    check_semi_request,
+    draw_run_pictures,
+    evaluate_command,
+    finetune_command,
+)
 from pretext.commands.report import augment_grid, report_command
 from pretext.config import ClusterConfig, RunConfig, check_finetune, input_stats, resolve_device
 from pretext.data import load_dataset
@@ -30,6 +35,7 @@ def run(cfg: RunConfig, log=print) -> dict:
     if problem:  # found before pretraining, not after it
         raise PretextError(f"{problem}; evaluation needs one (`pretext pretrain` does not)")
     check_finetune(cfg.finetune, "finetune-")
+    check_semi_request(cfg.semi, cfg.few_labels, resume=False)
     summary = pretrain(pre, log)
     if distributed.world_size() > 1 and torch.distributed.get_rank() != 0:
         return {}  # evaluation runs once, on rank 0
@@ -45,7 +51,13 @@ def run(cfg: RunConfig, log=print) -> dict:
     train = load_dataset(pre.dataset, "train", pre.data_dir, image_size=pre.image_size)
     if train.labels is None:
         log("the data set has no labels: nothing to score; drawing what the encoder learnt")
-        return describe_unlabelled(out, pre, train, started, log)
+        described = describe_unlabelled(out, pre, train, started, log)
+        if cfg.semi is not None:
+            raise PretextError(
+                f"--semi needs labels and {pre.dataset} has none; the encoder and its report "
+                f"are in {out.root}"
+            )
+        return described
     splits = labelled_splits(pre.dataset, pre.data_dir, pre.limit_train, pre.image_size, train)
     ft = finetune_command(
         out.root,
@@ -60,6 +72,8 @@ def run(cfg: RunConfig, log=print) -> dict:
     metrics = evaluate_command(
         out.root, cfg=cfg, device=pre.device, splits=splits, encoder=pre.encoder, log=log
     )
+    if cfg.semi is not None:
+        semi_arms(out.root, cfg, splits, log)
     augment_grid(
         pre.dataset,
         pre.data_dir,
@@ -77,6 +91,27 @@ def run(cfg: RunConfig, log=print) -> dict:
         f"see {out.report} (figures in {out.metrics})"
     )
     return metrics
+
+
+def semi_arms(run_dir, cfg: RunConfig, splits, log) -> None:
+    """`pretext run --semi`: semi-supervised fine-tuning on the few-label check's count of
+    labels (the run's seed), from the pretrained encoder and, as its control, from random
+    weights -> metrics.json `semi`, `semi_scratch`. The full-label fine-tune's pictures stay."""
+    pre = cfg.pretrain
+    for from_scratch in (False, True):
+        finetune_command(
+            run_dir,
+            cfg=replace(cfg.finetune, seed=pre.seed),
+            labels=min(cfg.few_labels, len(splits[0])),
+            from_scratch=from_scratch,
+            device=pre.device,
+            limit_train=pre.limit_train,
+            semi=replace(cfg.semi, seed=pre.seed),
+            splits=splits,
+            encoder=pre.encoder,
+            draw=False,
+            log=log,
+        )
 
 
 def describe_unlabelled(out: rundir.RunDir, pre, train, started: float, log) -> dict:

@@ -3,10 +3,10 @@ labelled images and from all the unlabelled ones at once.
 
 Each step a teacher, a quickly moving average of the classifier, labels a weak view of a batch
 of unlabelled images; where it is sure enough, the classifier must say the same of another
-(by default equally mild) view of those images, beside a labelled batch. It uses the unlabelled images a second time, after
-pretraining, and helps a classifier from random weights too: a comparison runs it on both
-arms (`semi`, `scratch-semi`), or it credits pretraining with what any classifier gets from
-the unlabelled images.
+(by default equally mild) view of those images, beside a labelled batch. It uses the
+unlabelled images a second time, after pretraining, and helps a classifier from random
+weights too: a comparison runs it on both arms (`semi`, `scratch-semi`), or it credits
+pretraining with what any classifier gets from the unlabelled images.
 """
 
 from __future__ import annotations

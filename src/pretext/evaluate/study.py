@@ -321,7 +321,7 @@ def study_markdown(rows: list[dict], protocol: str = "") -> str:
     if present & set(SEMI):
         lines.append(
             "semi = semi-supervised fine-tuning on all training images (FixMatch: a teacher's "
-            "confident answers on weak views are the targets of strong views; the labels stay "
+            "confident answers on one view are the targets of another view; the labels stay "
             "those of the subset), from the pretrained encoder (from its named clusters under "
             "two labels per class); scratch-semi is the same from random weights, the control "
             "that shows what the unlabelled images give without pretraining."

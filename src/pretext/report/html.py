@@ -46,6 +46,7 @@ def result_rows(metrics: dict) -> list[tuple[str, str]]:
     add("Retrieval: precision@10", "retrieval", "precision_at_10")
     add("Retrieval: mAP@R", "retrieval", "map_at_r")
     rows += few_label_rows(metrics.get("few_labels"))
+    rows += semi_rows(metrics)
     add("Clusters (no labels): test accuracy, matched to classes", "clustering", "test_accuracy")
     add("Clusters: normalised mutual information", "clustering", "test_nmi", "{:.3f}".format)
     add("Clusters: images in each", "clustering", "sizes", lambda v: ", ".join(map(str, v)))
@@ -71,6 +72,17 @@ def few_label_rows(few: dict | None) -> list[tuple[str, str]]:
     if few.get("gain_low") is not None:
         gain += f" (95% interval {100 * few['gain_low']:+.2f} to {100 * few['gain_high']:+.2f})"
     return [*rows, (f"{n} labels: gain from pretraining", gain)]
+
+
+def semi_rows(metrics: dict) -> list[tuple[str, str]]:
+    """The semi-supervised fine-tunes the run holds (`run --semi`, `finetune --semi`)."""
+    rows = []
+    for key, start in (("semi", "the pretrained encoder"), ("semi_scratch", "random weights")):
+        found = metrics.get(key)
+        if found:
+            name = f"{found['labels']} labels, semi-supervised from {start}: test accuracy"
+            rows.append((name, percent(found["test_accuracy"])))
+    return rows
 
 
 def verdict(metrics: dict) -> str:
