@@ -107,7 +107,8 @@ class SemiConfig:
     `threshold` sure, that label is the target of a `strong` view of the same image. With
     fewer than `clusters_below` labels per class the pretrained arm starts from the clusters
     found without labels, which give the teacher good answers from the first step; with more,
-    from the encoder and a new head, which the labels name better than the clusters do.
+    from the encoder and a new head, which the labels then teach better than the clusters'
+    own mistakes would.
     Defaults chosen on MNIST's validation split (BENCHMARKS.md)."""
 
     epochs: int = 30  # passes over all training images
@@ -118,8 +119,8 @@ class SemiConfig:
     labelled_batch: int = 64  # labelled images per step, drawn at random
     weak: str = "light"  # the teacher's views
     teacher_views: int = 1  # weak views per image whose probabilities the teacher averages
-    # The student's views of the same images. The digit views of pretraining (`default`) cost
-    # the classifier half a point even with true labels; the fine-tuning's `light` ones do not.
+    # The student's views of the same images: the fine-tuning's mild ones. The digit views of
+    # pretraining (`default`) cost the small classifier accuracy even when taught true labels.
     strong: str = "light"
     teacher_decay: float = 0.95  # per step: the teacher's weights move 5% toward the student's
     clusters_below: int = 2  # labels per class under which the pretrained arm starts from clusters
