@@ -1,10 +1,10 @@
 """Which semi-supervised fine-tuning settings, chosen without the test set?
 
     python benchmarks/semi.py --run runs/mnist --data-dir ../shared/data
-        [--labels 10,100,600] [--seeds 1] [--epochs 10] [--start clusters,encoder,scratch]
-        [--lr 3e-3] [--weight-decay 0] [--teacher-views 1] [--threshold 0.8] [--decay 0.99]
+        [--labels 10,100,600] [--seeds 1] [--epochs 30] [--start clusters,encoder,scratch]
+        [--lr 3e-3] [--weight-decay 0] [--teacher-views 1] [--threshold 0.8] [--decay 0.95]
         [--labelled-batch 64] [--weak light] [--strong light] [--align] [--limit-train N]
-        [--threads N]
+        [--threads N] [--ceiling VIEWS]
 
 A validation experiment: the first 5/6 of the training images train (labelled subset and
 unlabelled images alike), the last 1/6 validates. For each label count and seed the same
@@ -14,6 +14,9 @@ with a new head (`encoder`), random weights (`scratch`, as the study seeds them)
 JSON object: each start's validation accuracy, confident share, seconds and five most frequent
 mistakes (true and predicted class, count) before and after, and one line per result on stderr
 as it comes.
+
+With `--ceiling VIEWS` it fine-tunes the pretrained encoder on every training label through
+each of the comma-separated views instead: what a view costs a student never taught wrong.
 """
 
 from __future__ import annotations
