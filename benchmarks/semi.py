@@ -57,10 +57,9 @@ def ceiling(setup, views: list[str], epochs: int, stats, device) -> dict:
     """What the student's views cost a classifier that is never taught wrong: the pretrained
     encoder fine-tuned on every training image with its true label, through each of `views`,
     for `epochs` passes (batch 256, Adam 3e-3 cosine); validation accuracy of each."""
-    found = {}
+    found, data = {}, (setup.train, setup.validation)
     for name in views:
         cfg = FinetuneConfig(epochs=epochs, batch_size=256, augment=name, min_steps=0, anchor=0.0)
-        data = (setup.train, setup.validation)
         out = finetune(setup.encoder, *data, cfg, device, quiet, stats=stats)
         found[name] = {"validation": round(out["test_accuracy"], 4), "seconds": out["seconds"]}
         print(json.dumps({name: found[name]}), file=sys.stderr, flush=True)  # progress
