@@ -74,7 +74,7 @@ def share_right(predicted: torch.Tensor, data) -> float:
     return round((predicted == data.labels).float().mean().item(), 4)
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     split.add_options(parser)
     parser.add_argument("--labels", default="10,100,600")
@@ -93,16 +93,11 @@ def main() -> None:
     parser.add_argument(
         "--ceiling", default=None, help="VIEWS,...: fine-tune on every true label instead"
     )
-    args = parser.parse_args()
-    setup = split.load(args)
-    device = torch.device("cpu")
-    train, validation = setup.train, setup.validation
-    if args.ceiling:
-        views = args.ceiling.split(",")
-        stats = input_stats(setup.pretrain)
-        print(json.dumps(ceiling(setup, views, args.epochs, stats, device), indent=1))
-        return
-    cfg = SemiConfig(
+    return parser.parse_args()
+
+
+def semi_config(args: argparse.Namespace) -> SemiConfig:
+    return SemiConfig(
         epochs=args.epochs,
         lr=args.lr,
         threshold=args.threshold,
@@ -114,61 +109,59 @@ def main() -> None:
         strong=args.strong,
         align=args.align,
     )
-    started, clusters, train_p = time.perf_counter(), None, None
+
+
+def one_draw(setup, starts, clusters, train_p, count, seed, cfg, stats, device) -> dict:
+    """Each start's semi-supervised training on the `count` labels of `seed`: validation
+    accuracy and most frequent mistakes before and after, confident share, seconds."""
+    train, validation, plain = setup.train, setup.validation, preset("none", stats)
+    idx = stratified_subset(train.labels, count, seed)
+    subset = train.subset(idx)
+    row = {"labels": count, "seed": seed}
+    for start in starts:
+        model = starting_model(start, setup, clusters, train_p, subset, idx, seed)
+        before = predict(model, validation, plain, device)
+        out = semi_train(model, train.images, subset, replace(cfg, seed=seed), device, quiet, stats)
+        after = predict(out["model"], validation, plain, device)
+        row[start] = {
+            "start": share_right(before, validation),
+            "semi": share_right(after, validation),
+            "confident": round(out["confident"], 4),
+            "seconds": out["seconds"],
+            "start_confused": most_confused(before, validation.labels),
+            "confused": most_confused(after, validation.labels),
+        }
+        log = {start: row[start], "labels": count, "seed": seed}
+        print(json.dumps(log), file=sys.stderr, flush=True)  # progress
+    return row
+
+
+def main() -> None:
+    args = parse_args()
+    setup = split.load(args)
+    device = torch.device("cpu")
     stats = input_stats(setup.pretrain)
-    plain = preset("none", stats)
-    if "clusters" in args.start.split(","):
-        clusters = train_clusters(
-            setup.encoder,
-            train.images,
-            ClusterConfig(augment=setup.pretrain.augment),
-            device,
-            quiet,
-            stats,
-        )
-        train_p = cluster_probabilities(clusters, train.images, device, stats)
+    if args.ceiling:
+        views = args.ceiling.split(",")
+        print(json.dumps(ceiling(setup, views, args.epochs, stats, device), indent=1))
+        return
+    cfg, starts = semi_config(args), args.start.split(",")
+    started, clusters, train_p = time.perf_counter(), None, None
+    if "clusters" in starts:
+        views = ClusterConfig(augment=setup.pretrain.augment)
+        clusters = train_clusters(setup.encoder, setup.train.images, views, device, quiet, stats)
+        train_p = cluster_probabilities(clusters, setup.train.images, device, stats)
     cluster_seconds = time.perf_counter() - started
-    rows = []
-    for count in (int(n) for n in args.labels.split(",")):
-        for seed in range(args.seeds):
-            idx = stratified_subset(train.labels, count, seed)
-            subset = train.subset(idx)
-            row = {"labels": count, "seed": seed}
-            for start in args.start.split(","):
-                model = starting_model(start, setup, clusters, train_p, subset, idx, seed)
-                before = predict(model, validation, plain, device)
-                out = semi_train(
-                    model, train.images, subset, replace(cfg, seed=seed), device, quiet, stats
-                )
-                after = predict(out["model"], validation, plain, device)
-                row[start] = {
-                    "start": share_right(before, validation),
-                    "semi": share_right(after, validation),
-                    "confident": round(out["confident"], 4),
-                    "seconds": out["seconds"],
-                    "start_confused": most_confused(before, validation.labels),
-                    "confused": most_confused(after, validation.labels),
-                }
-                log = {start: row[start], "labels": count, "seed": seed}
-                print(json.dumps(log), file=sys.stderr, flush=True)  # progress
-            rows.append(row)
-    names = (
-        "epochs",
-        "lr",
-        "weight_decay",
-        "threshold",
-        "teacher_decay",
-        "labelled_batch",
-        "teacher_views",
-        "align",
-    )
-    settings = {k: getattr(cfg, k) for k in names}
+    rows = [
+        one_draw(setup, starts, clusters, train_p, count, seed, cfg, stats, device)
+        for count in (int(n) for n in args.labels.split(","))
+        for seed in range(args.seeds)
+    ]
+    names = ("epochs", "lr", "weight_decay", "threshold", "teacher_decay", "labelled_batch")
     report = {
-        "train": len(train),
-        "validation": len(validation),
-        **settings,
-        "weak": cfg.weak,
-        "strong": cfg.strong,
+        "train": len(setup.train),
+        "validation": len(setup.validation),
+        **{k: getattr(cfg, k) for k in (*names, "teacher_views", "align", "weak", "strong")},
         "cluster_seconds": round(cluster_seconds, 1),
         **environment(),
         "rows": rows,

@@ -27,6 +27,7 @@ import time
 import torch
 import torch.nn.functional as F
 from throughput import environment  # benchmarks/ is on sys.path when run as a script
+from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from pretext.allocator import keep_freed_memory
@@ -39,28 +40,27 @@ from pretext.train import build_optimizer, pretrain_step
 from pretext.train.build import with_method_options
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, default=256)
-    parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument("--steps", type=int, default=40, help="steps per block")
-    parser.add_argument("--threads", type=int, default=None)
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    keep_freed_memory()
-    batch, cfg = args.batch, with_method_options(PretrainConfig(batch_size=args.batch))
-    aug = preset(cfg.augment)
+def batches(batch: int):
+    """An endless cycle of random uint8 digit batches in one epoch's order."""
     images = torch.randint(
         0, 256, (60000, 1, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
     )
     order = epoch_order(len(images), 0, 0)
-    position = {"i": 0}
+    while True:
+        for i in range(len(images) // batch):
+            yield images.index_select(0, order[i * batch : (i + 1) * batch])
 
-    def next_batch() -> torch.Tensor:
-        i = position["i"] = (position["i"] + 1) % (len(images) // batch)
-        return images.index_select(0, order[i * batch : (i + 1) * batch])
 
+def update(loss: torch.Tensor, opt: torch.optim.Optimizer) -> None:
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+
+
+def step_variants(cfg: PretrainConfig, batch: int) -> tuple[dict, nn.Module, nn.Module, Tensor]:
+    """The steps compared, by name (see the module's docstring), with the plain encoder and the
+    SimCLR method they train."""
+    aug, stream = preset(cfg.augment), batches(batch)
     torch.manual_seed(0)
     encoder = build_encoder(cfg.encoder)
     encoder_optimizer = build_optimizer(cfg, encoder.parameters())
@@ -74,87 +74,86 @@ def main() -> None:
     )
     optimizer = build_optimizer(cfg, method.parameters())
     generator = torch.Generator().manual_seed(0)
-    made = [make_views(next_batch(), aug, generator) for _ in range(8)]
+    made = [make_views(next(stream), aug, generator) for _ in range(8)]
     turn = {"j": 0}
-
-    def update(loss: torch.Tensor, opt: torch.optim.Optimizer) -> None:
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-    def model() -> None:
-        update(encoder(ready).square().mean(), encoder_optimizer)
-
-    def fixed_views() -> None:
-        update(method(made[0]), optimizer)
 
     def cycled_views() -> None:
         turn["j"] = (turn["j"] + 1) % len(made)
         update(method(made[turn["j"]]), optimizer)
 
-    def views_then_fixed() -> None:
-        make_views(next_batch(), aug, generator)
-        fixed_views()
-
-    def full() -> None:
-        pretrain_step(method, optimizer, next_batch(), aug, generator)
-
-    def views_alone() -> None:
-        make_views(next_batch(), aug, generator)
-
     embedding = method.encoder(ready).detach()
     head_optimizer = build_optimizer(cfg, method.head.parameters())
-
-    def head_and_loss_alone() -> None:
-        update(method.criterion(*method.head(embedding).chunk(2)), head_optimizer)
-
     pixels = torch.rand(2 * batch, 1, 28, 28)
     grid = torch.rand(2 * batch, 28, 28, 2) * 2 - 1
-
-    def sampling_alone() -> None:
-        F.grid_sample(pixels, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-
     steps = {
-        "model": model,
-        "fixed_views": fixed_views,
+        "model": lambda: update(encoder(ready).square().mean(), encoder_optimizer),
+        "fixed_views": lambda: update(method(made[0]), optimizer),
         "cycled_views": cycled_views,
-        "views_then_fixed": views_then_fixed,
-        "full": full,
-        "views_alone": views_alone,
-        "head_and_loss_alone": head_and_loss_alone,
-        "sampling_alone": sampling_alone,
+        "views_then_fixed": lambda: (
+            make_views(next(stream), aug, generator),
+            update(method(made[0]), optimizer),
+        ),
+        "full": lambda: pretrain_step(method, optimizer, next(stream), aug, generator),
+        "views_alone": lambda: make_views(next(stream), aug, generator),
+        "head_and_loss_alone": lambda: update(
+            method.criterion(*method.head(embedding).chunk(2)), head_optimizer
+        ),
+        "sampling_alone": lambda: F.grid_sample(
+            pixels, grid, mode="bilinear", padding_mode="zeros", align_corners=False
+        ),
     }
-    for step in steps.values():  # warm-up
+    return steps, encoder, method, ready
+
+
+def median_ms(steps: dict, rounds: int, per_block: int) -> dict[str, float]:
+    """Each step's median milliseconds over `rounds` alternating blocks of `per_block` steps,
+    after ten warm-up steps of each."""
+    for step in steps.values():
         for _ in range(10):
             step()
     ms: dict[str, list[float]] = {name: [] for name in steps}
-    for _ in range(args.rounds):
+    for _ in range(rounds):
         for name, step in steps.items():
             started = time.perf_counter()
-            for _ in range(args.steps):
+            for _ in range(per_block):
                 step()
-            ms[name].append(1e3 * (time.perf_counter() - started) / args.steps)
-    medians = {name: round(statistics.median(values), 3) for name, values in ms.items()}
+            ms[name].append(1e3 * (time.perf_counter() - started) / per_block)
+    return {name: round(statistics.median(values), 3) for name, values in ms.items()}
+
+
+def shares(medians: dict[str, float]) -> dict[str, float]:
+    """The overheads, as fractions of the model step's time."""
     model_ms = medians["model"]
-    print(
-        json.dumps(
-            {
-                "batch_size": batch,
-                **environment(),
-                "ms_per_step": medians,
-                "head_and_loss_share": round(medians["fixed_views"] / model_ms - 1, 3),
-                "views_in_step_share": round(
-                    (medians["views_then_fixed"] - medians["fixed_views"]) / model_ms, 3
-                ),
-                "overhead": round(medians["full"] / model_ms - 1, 3),
-                "floor": round(
-                    (medians["head_and_loss_alone"] + medians["views_alone"]) / model_ms, 3
-                ),
-                "flops": step_flops(encoder, method, ready, cfg.projection_dim),
-            },
-            indent=2,
-        )
-    )
+    views_in_step = medians["views_then_fixed"] - medians["fixed_views"]
+    return {
+        "head_and_loss_share": round(medians["fixed_views"] / model_ms - 1, 3),
+        "views_in_step_share": round(views_in_step / model_ms, 3),
+        "overhead": round(medians["full"] / model_ms - 1, 3),
+        "floor": round((medians["head_and_loss_alone"] + medians["views_alone"]) / model_ms, 3),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--steps", type=int, default=40, help="steps per block")
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    keep_freed_memory()
+    cfg = with_method_options(PretrainConfig(batch_size=args.batch))
+    steps, encoder, method, ready = step_variants(cfg, args.batch)
+    medians = median_ms(steps, args.rounds, args.steps)
+    report = {
+        "batch_size": args.batch,
+        **environment(),
+        "ms_per_step": medians,
+        **shares(medians),
+        "flops": step_flops(encoder, method, ready, cfg.projection_dim),
+    }
+    print(json.dumps(report, indent=2))
 
 
 def step_flops(

@@ -92,6 +92,18 @@ def test_semi_benchmark_runs_and_prints_json(pretrained_run):
         assert all(m["true"] != m["predicted"] for m in row[start]["confused"])
 
 
+def test_semi_benchmark_ceiling_fine_tunes_through_each_view(pretrained_run):
+    report = run_benchmark(
+        "semi.py",
+        "--run", str(pretrained_run),
+        "--ceiling", "light,none", "--epochs", "1", "--threads", "1",
+    )  # fmt: skip
+    assert report["epochs"] == 1 and list(report["views"]) == ["light", "none"]
+    for found in report["views"].values():
+        assert 0 <= found["validation"] <= 1 and found["seconds"] > 0
+        assert round(found["validation"] * 10, 6) == round(found["validation"] * 10)  # of 10
+
+
 def test_few_label_validation_benchmark_runs_and_prints_json(pretrained_run):
     report = run_benchmark(
         "few_label_validation.py",
