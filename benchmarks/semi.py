@@ -1,19 +1,22 @@
 """Which semi-supervised fine-tuning settings, chosen without the test set?
 
     python benchmarks/semi.py --run runs/mnist --data-dir ../shared/data
-        [--labels 10,100,600] [--seeds 1] [--epochs 30] [--start clusters,encoder,scratch]
-        [--lr 3e-3] [--weight-decay 0] [--teacher-views 1] [--threshold 0.8] [--decay 0.95]
-        [--labelled-batch 64] [--weak light] [--strong light] [--align] [--limit-train N]
-        [--threads N] [--ceiling VIEWS]
+        [--labels 10,100,600] [--seeds 1] [--first-seed 0] [--epochs 30]
+        [--start clusters,encoder,scratch] [--lr 3e-3] [--weight-decay 0] [--teacher-views 1]
+        [--threshold 0.8] [--decay 0.95] [--labelled-batch 64] [--weak light] [--strong light]
+        [--align] [--limit-train N] [--threads N] [--ceiling VIEWS] [--add-labels I,J,...]
 
 A validation experiment: the first 5/6 of the training images train (labelled subset and
-unlabelled images alike), the last 1/6 validates. For each label count and seed the same
-stratified subset trains `pretext.evaluate.semi.semi_train` from each starting point: the
-clusters found once without labels and named by the subset (`clusters`), the pretrained encoder
-with a new head (`encoder`), random weights (`scratch`, as the study seeds them). Prints one
-JSON object: each start's validation accuracy, confident share, seconds and five most frequent
-mistakes (true and predicted class, count) before and after, and one line per result on stderr
-as it comes.
+unlabelled images alike), the last 1/6 validates. For each label count and each of `--seeds`
+seeds from `--first-seed` the same stratified subset trains `pretext.evaluate.semi.semi_train`
+from each starting point: the clusters found once without labels and named by the subset
+(`clusters`), the pretrained encoder with a new head (`encoder`), random weights (`scratch`,
+as the study seeds them). Prints one JSON object: each start's validation accuracy, confident
+share, seconds and five most frequent mistakes (true and predicted class, count) before and
+after, and one line per result on stderr as it comes.
+
+`--add-labels` labels the training images of those indices too, in every draw: what one more
+label of a given image changes.
 
 With `--ceiling VIEWS` it fine-tunes the pretrained encoder on every training label through
 each of the comma-separated views instead: what a view costs a student never taught wrong.
@@ -78,7 +81,8 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     split.add_options(parser)
     parser.add_argument("--labels", default="10,100,600")
-    parser.add_argument("--seeds", type=int, default=1)
+    parser.add_argument("--seeds", type=int, default=1, help="how many label draws")
+    parser.add_argument("--first-seed", type=int, default=0, help="the first draw's seed")
     parser.add_argument("--start", default="clusters,encoder,scratch")
     parser.add_argument("--epochs", type=int, default=SemiConfig.epochs)
     parser.add_argument("--lr", type=float, default=SemiConfig.lr)
@@ -93,6 +97,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--ceiling", default=None, help="VIEWS,...: fine-tune on every true label instead"
     )
+    parser.add_argument("--add-labels", default="", help="I,J,...: training images also labelled")
     return parser.parse_args()
 
 
@@ -111,13 +116,20 @@ def semi_config(args: argparse.Namespace) -> SemiConfig:
     )
 
 
-def one_draw(setup, starts, clusters, train_p, count, seed, cfg, stats, device) -> dict:
-    """Each start's semi-supervised training on the `count` labels of `seed`: validation
-    accuracy and most frequent mistakes before and after, confident share, seconds."""
+def labelled_indices(labels: torch.Tensor, count: int, seed: int, extra: list[int]) -> torch.Tensor:
+    """The stratified draw of `count` labels of `seed`, with the images `extra` added."""
+    drawn = stratified_subset(labels, count, seed)
+    return torch.unique(torch.cat([drawn, torch.tensor(extra, dtype=drawn.dtype)]))
+
+
+def one_draw(setup, starts, clusters, train_p, draw, cfg, stats, device) -> dict:
+    """Each start's semi-supervised training on the labels `draw` (count, seed, extra images):
+    validation accuracy and most frequent mistakes before and after, confident share, seconds."""
     train, validation, plain = setup.train, setup.validation, preset("none", stats)
-    idx = stratified_subset(train.labels, count, seed)
+    count, seed, extra = draw
+    idx = labelled_indices(train.labels, count, seed, extra)
     subset = train.subset(idx)
-    row = {"labels": count, "seed": seed}
+    row = {"labels": len(idx), "seed": seed, **({"added": extra} if extra else {})}
     for start in starts:
         model = starting_model(start, setup, clusters, train_p, subset, idx, seed)
         before = predict(model, validation, plain, device)
@@ -131,14 +143,28 @@ def one_draw(setup, starts, clusters, train_p, count, seed, cfg, stats, device) 
             "start_confused": most_confused(before, validation.labels),
             "confused": most_confused(after, validation.labels),
         }
-        log = {start: row[start], "labels": count, "seed": seed}
+        log = {start: row[start], "labels": row["labels"], "seed": seed}
         print(json.dumps(log), file=sys.stderr, flush=True)  # progress
     return row
+
+
+def added_labels(option: str, train_size: int, ceiling_views: str | None) -> list[int]:
+    """The image indices of `--add-labels`, refused in one line if they cannot act."""
+    try:
+        extra = [int(i) for i in option.split(",") if i.strip()]
+    except ValueError:
+        raise SystemExit("--add-labels: comma-separated image indices, e.g. 3538,12") from None
+    if any(not 0 <= i < train_size for i in extra):
+        raise SystemExit(f"--add-labels: indices must be in 0..{train_size - 1}")
+    if extra and ceiling_views:
+        raise SystemExit("--add-labels: not with --ceiling, which uses every training label")
+    return extra
 
 
 def main() -> None:
     args = parse_args()
     setup = split.load(args)
+    extra = added_labels(args.add_labels, len(setup.train), args.ceiling)
     device = torch.device("cpu")
     stats = input_stats(setup.pretrain)
     if args.ceiling:
@@ -153,9 +179,9 @@ def main() -> None:
         train_p = cluster_probabilities(clusters, setup.train.images, device, stats)
     cluster_seconds = time.perf_counter() - started
     rows = [
-        one_draw(setup, starts, clusters, train_p, count, seed, cfg, stats, device)
+        one_draw(setup, starts, clusters, train_p, (count, seed, extra), cfg, stats, device)
         for count in (int(n) for n in args.labels.split(","))
-        for seed in range(args.seeds)
+        for seed in range(args.first_seed, args.first_seed + args.seeds)
     ]
     names = ("epochs", "lr", "weight_decay", "threshold", "teacher_decay", "labelled_batch")
     report = {

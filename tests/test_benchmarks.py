@@ -92,6 +92,41 @@ def test_semi_benchmark_runs_and_prints_json(pretrained_run):
         assert all(m["true"] != m["predicted"] for m in row[start]["confused"])
 
 
+def test_semi_benchmark_adds_the_named_images_to_each_draw(pretrained_run):
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        from semi import labelled_indices
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    import torch
+
+    from pretext.data import stratified_subset
+
+    labels = torch.arange(40) % 4
+    drawn = stratified_subset(labels, 8, 3)
+    outside = next(i for i in range(40) if i not in drawn.tolist())
+    grown = labelled_indices(labels, 8, 3, [outside, drawn[0].item()])
+    assert grown.tolist() == sorted(drawn.tolist() + [outside])  # once each, in order
+    report = run_benchmark(
+        "semi.py",
+        "--run", str(pretrained_run), "--start", "encoder", "--add-labels", "0",
+        "--labels", "20", "--seeds", "1", "--first-seed", "2", "--epochs", "1", "--threads", "1",
+    )  # fmt: skip
+    (row,) = report["rows"]
+    assert row["seed"] == 2 and row["added"] == [0] and row["labels"] in (20, 21)
+
+
+def test_semi_benchmark_refuses_an_image_outside_the_training_part(pretrained_run):
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "semi.py"), "--run", str(pretrained_run),
+         "--add-labels", "100000", "--labels", "20", "--epochs", "1", "--threads", "1"],
+        capture_output=True,
+        text=True,
+    )  # fmt: skip
+    assert result.returncode != 0 and "--add-labels: indices must be in 0.." in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_semi_benchmark_ceiling_fine_tunes_through_each_view(pretrained_run):
     report = run_benchmark(
         "semi.py",
