@@ -81,6 +81,10 @@ def step_variants(cfg: PretrainConfig, batch: int) -> tuple[dict, nn.Module, nn.
         turn["j"] = (turn["j"] + 1) % len(made)
         update(method(made[turn["j"]]), optimizer)
 
+    def views_then_fixed() -> None:
+        make_views(next(stream), aug, generator)
+        update(method(made[0]), optimizer)
+
     embedding = method.encoder(ready).detach()
     head_optimizer = build_optimizer(cfg, method.head.parameters())
     pixels = torch.rand(2 * batch, 1, 28, 28)
@@ -89,10 +93,7 @@ def step_variants(cfg: PretrainConfig, batch: int) -> tuple[dict, nn.Module, nn.
         "model": lambda: update(encoder(ready).square().mean(), encoder_optimizer),
         "fixed_views": lambda: update(method(made[0]), optimizer),
         "cycled_views": cycled_views,
-        "views_then_fixed": lambda: (
-            make_views(next(stream), aug, generator),
-            update(method(made[0]), optimizer),
-        ),
+        "views_then_fixed": views_then_fixed,
         "full": lambda: pretrain_step(method, optimizer, next(stream), aug, generator),
         "views_alone": lambda: make_views(next(stream), aug, generator),
         "head_and_loss_alone": lambda: update(
