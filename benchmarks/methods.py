@@ -4,13 +4,15 @@ randomly initialised encoder as the floor every method must clear.
 
     python benchmarks/methods.py --data-dir ../shared/data [--epochs 10] [--encoder cnn]
 
-Prints one JSON object; run directories go to --runs (default runs/methods).
+Prints one JSON object (each method's row also on stderr as it comes); run directories go to
+--runs (default runs/methods).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -41,7 +43,7 @@ def frozen_scores(encoder, train, test, device, stats=None) -> dict:
     }
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="mnist")
     parser.add_argument("--data-dir", default=None)
@@ -56,58 +58,57 @@ def main() -> None:
         default=None,
         help="for the methods that have one (default: the recipe's 0.2)",
     )
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def method_row(method: str, args: argparse.Namespace, train, test, device) -> dict:
+    """Pretrain `method` as the options say, then score its frozen encoder; with its final
+    loss, seconds per epoch and wall time."""
+    out = Path(args.runs) / f"{method}-{args.encoder}"
+    cfg = PretrainConfig(
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+        out=str(out),
+        method=method,
+        encoder=args.encoder,
+        epochs=args.epochs,
+        overwrite=True,
+        knn_monitor=0,
+        **({"temperature": args.temperature} if args.temperature else {}),
+    )
+    started = time.perf_counter()
+    summary = pretrain(cfg, log=lambda *_: None)
+    return {
+        "method": method,
+        **frozen_scores(load_encoder(out, device), train, test, device),
+        "final_loss": summary["final_loss"],
+        "seconds_per_epoch": round(summary["seconds"] / args.epochs, 2),
+        "wall_seconds": round(time.perf_counter() - started, 1),
+    }
+
+
+def main() -> None:
+    args = parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     train = load_dataset(args.dataset, "train", args.data_dir)
     test = load_dataset(args.dataset, "test", args.data_dir)
     torch.manual_seed(0)
-    rows = [
-        {
-            "method": "random-init",
-            **frozen_scores(build_encoder(args.encoder).to(device), train, test, device),
-        }
-    ]
+    random_init = frozen_scores(build_encoder(args.encoder).to(device), train, test, device)
+    rows = [{"method": "random-init", **random_init}]
     for method in args.methods.split(","):
-        out = Path(args.runs) / f"{method}-{args.encoder}"
-        cfg = PretrainConfig(
-            dataset=args.dataset,
-            data_dir=args.data_dir,
-            out=str(out),
-            method=method,
-            encoder=args.encoder,
-            epochs=args.epochs,
-            overwrite=True,
-            knn_monitor=0,
-            **({"temperature": args.temperature} if args.temperature else {}),
-        )
-        started = time.perf_counter()
-        summary = pretrain(cfg, log=lambda *_: None)
-        scores = frozen_scores(load_encoder(out, device), train, test, device)
-        rows.append(
-            {
-                "method": method,
-                **scores,
-                "final_loss": summary["final_loss"],
-                "seconds_per_epoch": round(summary["seconds"] / args.epochs, 2),
-                "wall_seconds": round(time.perf_counter() - started, 1),
-            }
-        )
-        print(json.dumps(rows[-1]), flush=True)
-    print(
-        json.dumps(
-            {
-                "dataset": args.dataset,
-                "encoder": args.encoder,
-                "epochs": args.epochs,
-                "device": str(device),
-                **environment(),
-                "results": rows,
-            },
-            indent=2,
-        )
-    )
+        rows.append(method_row(method, args, train, test, device))
+        print(json.dumps(rows[-1]), file=sys.stderr, flush=True)  # progress
+    report = {
+        "dataset": args.dataset,
+        "encoder": args.encoder,
+        "epochs": args.epochs,
+        "device": str(device),
+        **environment(),
+        "results": rows,
+    }
+    print(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -155,6 +156,21 @@ def test_few_label_validation_benchmark_runs_and_prints_json(pretrained_run):
     differences = [a - b for a, b in pairs]
     assert abs(row["gain"]["mean"] - sum(differences) / 2) < 1e-9
     assert row["gain"]["low"] <= row["gain"]["mean"] <= row["gain"]["high"]
+
+
+def test_methods_benchmark_pretrains_each_method_and_scores_it(tmp_path):
+    report = run_benchmark(
+        "methods.py",
+        "--dataset", "digits", "--epochs", "1", "--methods", "simclr,byol",
+        "--runs", str(tmp_path), "--threads", "1",
+    )  # fmt: skip
+    assert report["dataset"] == "digits" and report["epochs"] == 1
+    names = [row["method"] for row in report["results"]]
+    assert names == ["random-init", "simclr", "byol"]
+    assert all(0 <= row[k] <= 1 for row in report["results"] for k in ("knn", "linear"))
+    for row in report["results"][1:]:
+        assert math.isfinite(row["final_loss"]) and row["wall_seconds"] > 0
+        assert (tmp_path / f"{row['method']}-cnn").is_dir()  # each run kept where asked
 
 
 def test_cache_benchmark_runs_and_prints_json():
