@@ -220,10 +220,12 @@ def test_an_unlabelled_run_writes_its_report(tmp_path):
     ):
         assert caption in page
     assert (tmp_path / "run" / "clusters.csv").read_text().count("\n") == 17
-    # --semi cannot act without labels: refused, with the encoder and its report kept
+    # --semi cannot act without labels: refused before pretraining, the earlier run untouched
+    last = tmp_path / "run" / "checkpoints" / "last.pt"
+    written = last.stat().st_mtime_ns
     again = replace(pre, overwrite=True)
     with pytest.raises(PretextError, match="--semi needs labels"):
         cfg = RunConfig(pretrain=again, linear=LinearProbeConfig(epochs=1), semi=SemiConfig())
         run(cfg, log=lambda *_: None)
     assert (tmp_path / "run" / "report.html").is_file()
-    assert (tmp_path / "run" / "checkpoints" / "last.pt").is_file()
+    assert last.stat().st_mtime_ns == written

@@ -213,7 +213,7 @@ def test_image_size_resizes_every_source(tmp_path, tiny_data):
         load_dataset(folder, image_size=4)
 
 
-def test_missing_test_split_is_found_without_decoding_images(tmp_path):
+def test_missing_test_split_is_found_without_decoding_images(tmp_path, monkeypatch):
     from pretext.data.sources import missing_test_split
 
     (tmp_path / "labelled" / "cat").mkdir(parents=True)
@@ -230,6 +230,31 @@ def test_missing_test_split_is_found_without_decoding_images(tmp_path):
     np.savez(tmp_path / "split.npz", images=images, labels=np.arange(4), test_images=images)
     assert missing_test_split(tmp_path / "split.npz") is None
     assert missing_test_split("mnist") is None
+    (tmp_path / "mnist" / "train" / "0").mkdir(parents=True)  # does not shadow the name
+    monkeypatch.chdir(tmp_path)
+    assert missing_test_split("mnist") is None
+
+
+def test_known_unlabelled_reads_no_image(tmp_path, monkeypatch):
+    from pretext.data.sources import known_unlabelled
+
+    (tmp_path / "flat").mkdir()
+    (tmp_path / "flat" / "0.png").write_bytes(b"never decoded")
+    assert known_unlabelled(tmp_path / "flat")
+    (tmp_path / "classes" / "train" / "cat").mkdir(parents=True)
+    (tmp_path / "classes" / "train" / "cat" / "0.png").write_bytes(b"never decoded")
+    assert not known_unlabelled(tmp_path / "classes")
+    images = np.zeros((4, 8, 8), dtype=np.uint8)
+    np.savez(tmp_path / "plain.npz", images=images)
+    assert known_unlabelled(tmp_path / "plain.npz")
+    np.savez(tmp_path / "labelled.npz", images=images, labels=np.arange(4))
+    assert not known_unlabelled(tmp_path / "labelled.npz")
+    (tmp_path / "broken.npz").write_bytes(b"not a zip")
+    assert not known_unlabelled(tmp_path / "broken.npz")  # load_dataset says what is wrong
+    assert not known_unlabelled("mnist")
+    (tmp_path / "mnist").mkdir()  # a folder named like a data set does not shadow the name
+    monkeypatch.chdir(tmp_path)
+    assert not known_unlabelled("mnist")
 
 
 def test_run_refuses_a_labelled_folder_without_test_split_before_pretraining(tmp_path, capsys):

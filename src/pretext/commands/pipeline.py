@@ -21,7 +21,7 @@ from pretext.commands.finetune import (
 from pretext.commands.report import augment_grid, report_command
 from pretext.config import ClusterConfig, RunConfig, check_finetune, input_stats, resolve_device
 from pretext.data import load_dataset
-from pretext.data.sources import missing_test_split
+from pretext.data.sources import known_unlabelled, missing_test_split
 from pretext.errors import PretextError
 from pretext.evaluate import extract_features
 from pretext.train import pretrain
@@ -34,6 +34,8 @@ def run(cfg: RunConfig, log=print) -> dict:
     problem = missing_test_split(pre.dataset)
     if problem:  # found before pretraining, not after it
         raise PretextError(f"{problem}; evaluation needs one (`pretext pretrain` does not)")
+    if cfg.semi is not None and known_unlabelled(pre.dataset):
+        raise PretextError(f"--semi needs labels and {pre.dataset} has none")
     check_finetune(cfg.finetune, "finetune-")
     check_semi_request(cfg.semi, cfg.few_labels, resume=False)
     summary = pretrain(pre, log)
@@ -52,11 +54,8 @@ def run(cfg: RunConfig, log=print) -> dict:
     if train.labels is None:
         log("the data set has no labels: nothing to score; drawing what the encoder learnt")
         described = describe_unlabelled(out, pre, train, started, log)
-        if cfg.semi is not None:
-            raise PretextError(
-                f"--semi needs labels and {pre.dataset} has none; the encoder and its report "
-                f"are in {out.root}"
-            )
+        if cfg.semi is not None:  # known_unlabelled could not tell before pretraining
+            raise PretextError(f"--semi needs labels and {pre.dataset} has none; see {out.root}")
         return described
     splits = labelled_splits(pre.dataset, pre.data_dir, pre.limit_train, pre.image_size, train)
     ft = finetune_command(
