@@ -214,7 +214,7 @@ def test_image_size_resizes_every_source(tmp_path, tiny_data):
 
 
 def test_missing_test_split_is_found_without_decoding_images(tmp_path, monkeypatch):
-    from pretext.data.sources import missing_test_split
+    from pretext.data.peek import missing_test_split
 
     (tmp_path / "labelled" / "cat").mkdir(parents=True)
     (tmp_path / "labelled" / "cat" / "0.png").write_bytes(b"never decoded")
@@ -236,7 +236,7 @@ def test_missing_test_split_is_found_without_decoding_images(tmp_path, monkeypat
 
 
 def test_known_unlabelled_reads_no_image(tmp_path, monkeypatch):
-    from pretext.data.sources import known_unlabelled
+    from pretext.data.peek import known_unlabelled
 
     (tmp_path / "flat").mkdir()
     (tmp_path / "flat" / "0.png").write_bytes(b"never decoded")

@@ -21,7 +21,7 @@ from pretext.commands.finetune import (
 from pretext.commands.report import augment_grid, report_command
 from pretext.config import ClusterConfig, RunConfig, check_finetune, input_stats, resolve_device
 from pretext.data import load_dataset
-from pretext.data.sources import known_unlabelled, missing_test_split
+from pretext.data.peek import known_unlabelled, missing_test_split
 from pretext.errors import PretextError
 from pretext.evaluate import extract_features
 from pretext.train import pretrain
