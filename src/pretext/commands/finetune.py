@@ -117,12 +117,9 @@ def finetune_command(
     dev = resolve_device(device)
     dataset = dataset or (run.dataset if run else "mnist")
     if splits is None:
-        splits = labelled_splits(
-            dataset,
-            data_dir or (run.data_dir if run else None),
-            limit_train,
-            image_size or (run.image_size if run else None),
-        )
+        data_dir = data_dir or (run.data_dir if run else None)
+        image_size = image_size or (run.image_size if run else None)
+        splits = labelled_splits(dataset, data_dir, limit_train, image_size)
     every, test = splits
     subset = None if labels is None else stratified_subset(every.labels, labels, cfg.seed)
     train = every if subset is None else every.subset(subset)

@@ -31,13 +31,7 @@ def run(cfg: RunConfig, log=print) -> dict:
     """The main job; returns metrics.json's record."""
     started = time.perf_counter()
     pre = cfg.pretrain
-    problem = missing_test_split(pre.dataset)
-    if problem:  # found before pretraining, not after it
-        raise PretextError(f"{problem}; evaluation needs one (`pretext pretrain` does not)")
-    if cfg.semi is not None and known_unlabelled(pre.dataset):
-        raise PretextError(f"--semi needs labels and {pre.dataset} has none")
-    check_finetune(cfg.finetune, "finetune-")
-    check_semi_request(cfg.semi, cfg.few_labels, resume=False)
+    refuse_before_pretraining(cfg)
     summary = pretrain(pre, log)
     if distributed.world_size() > 1 and torch.distributed.get_rank() != 0:
         return {}  # evaluation runs once, on rank 0
@@ -90,6 +84,18 @@ def run(cfg: RunConfig, log=print) -> dict:
         f"see {out.report} (figures in {out.metrics})"
     )
     return metrics
+
+
+def refuse_before_pretraining(cfg: RunConfig) -> None:
+    """What would stop the evaluation, found before minutes of pretraining, not after them."""
+    dataset = cfg.pretrain.dataset
+    problem = missing_test_split(dataset)
+    if problem:
+        raise PretextError(f"{problem}; evaluation needs one (`pretext pretrain` does not)")
+    if cfg.semi is not None and known_unlabelled(dataset):
+        raise PretextError(f"--semi needs labels and {dataset} has none")
+    check_finetune(cfg.finetune, "finetune-")
+    check_semi_request(cfg.semi, cfg.few_labels, resume=False)
 
 
 def semi_arms(run_dir, cfg: RunConfig, splits, log) -> None:
