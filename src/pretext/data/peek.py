@@ -9,7 +9,7 @@ import numpy as np
 
 from pretext.data.cache import cache_info, is_cache
 from pretext.data.colour_sets import COLOUR_SETS
-from pretext.data.folders import class_folders
+from pretext.data.folders import class_folders, split_folder
 from pretext.data.sources import NAMED_SETS
 
 
@@ -19,18 +19,24 @@ def is_set_name(name_or_path: str | Path) -> bool:
     return str(name_or_path) in (*NAMED_SETS, *COLOUR_SETS, "digits")
 
 
+def npz_keys(path: Path) -> set[str] | None:
+    """The array names of an .npz file, None where it cannot be read (load_dataset then says
+    what is wrong with it)."""
+    try:
+        with np.load(path) as archive:
+            return set(archive.files)
+    except (OSError, ValueError):
+        return None
+
+
 def missing_test_split(name_or_path: str | Path) -> str | None:
-    """Why a labelled folder or .npz cannot be evaluated (it has no test split), else None.
-    Decodes no image: `pretext run` asks before it spends minutes pretraining."""
+    """Why a labelled folder, .npz or cache cannot be evaluated (it has no test split), else
+    None."""
     if is_set_name(name_or_path):
         return None
     path = Path(str(name_or_path)).expanduser()
     if path.suffix == ".npz" and path.is_file():
-        try:
-            with np.load(path) as archive:
-                keys = set(archive.files)
-        except (OSError, ValueError):
-            return None  # load_dataset says what is wrong with the file
+        keys = npz_keys(path) or set()
         if "labels" in keys and "test_images" not in keys:
             return f"{path} has labels but no test split (arrays test_images, test_labels)"
     elif path.is_dir() and is_cache(path):
@@ -38,7 +44,7 @@ def missing_test_split(name_or_path: str | Path) -> str | None:
         if info.get("labelled") and "test" not in info["splits"]:
             return f"{path}: a cache with labels but no test split (prepare one with test/)"
     elif path.is_dir() and not (path / "test").is_dir():
-        if class_folders(path / "train" if (path / "train").is_dir() else path):
+        if class_folders(split_folder(path, "train")):
             return (
                 f"{path} has class sub-folders but no test split: put held-out images in "
                 f"{path / 'test'}/<class>/ (and the others in {path / 'train'}/<class>/)"
@@ -48,19 +54,16 @@ def missing_test_split(name_or_path: str | Path) -> str | None:
 
 def known_unlabelled(name_or_path: str | Path) -> bool:
     """Whether a folder, .npz or cache surely has no labels (a flat folder, an .npz without
-    `labels`, a cache prepared without them). Decodes no image: `pretext run --semi` asks before
-    it spends minutes pretraining. Named data sets and anything unreadable answer False."""
+    `labels`, a cache prepared without them). Named data sets and anything unreadable answer
+    False."""
     if is_set_name(name_or_path):
         return False
     path = Path(str(name_or_path)).expanduser()
     if path.suffix == ".npz" and path.is_file():
-        try:
-            with np.load(path) as archive:
-                return "labels" not in archive.files
-        except (OSError, ValueError):
-            return False  # load_dataset says what is wrong with the file
+        keys = npz_keys(path)
+        return keys is not None and "labels" not in keys
     if path.is_dir() and is_cache(path):
         return not cache_info(path).get("labelled")
     if path.is_dir():
-        return not class_folders(path / "train" if (path / "train").is_dir() else path)
+        return not class_folders(split_folder(path, "train"))
     return False
