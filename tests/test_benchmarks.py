@@ -214,3 +214,39 @@ def test_colour_digits_paints_each_digit_in_two_colours_and_scores_each_preset(t
     assert duotone["pretrain_seconds"] > 0
     run = json.loads((tmp_path / "duotone" / "config.json").read_text())["pretrain"]
     assert run["augment"] == "duotone" and len(run["mean"]) == 3  # colour, per channel
+
+
+def test_label_propagation_follows_a_chain_that_the_nearest_label_does_not():
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        from propagate import neighbour_graph, propagate
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    import torch
+
+    # two arcs of the unit circle, one degree apart within an arc, 20 degrees between them;
+    # one label at the far end of each: 0 degrees (class 0) and 100 degrees (class 1)
+    angles = torch.cat([torch.arange(0.0, 81.0), torch.arange(100.0, 181.0)])
+    classes = (angles >= 100).long()
+    z = torch.stack([torch.cos(torch.deg2rad(angles)), torch.sin(torch.deg2rad(angles))], 1)
+    labelled = torch.tensor([0, 81])
+    graph = neighbour_graph(z, k=2, chunk=50)  # chunks of 50 rows build the same graph
+    assert torch.equal(graph.to_dense(), neighbour_graph(z, k=2).to_dense())
+    assert torch.equal(graph.to_dense(), graph.to_dense().T)
+    found = propagate(graph, labelled, classes[labelled], 2, iterations=400)
+    assert torch.equal(found, classes)
+    nearest = classes[labelled][(z @ z[labelled].T).argmax(1)]
+    assert (nearest != classes).sum() == 30  # 51 to 80 degrees lie nearer the other label
+
+
+def test_propagation_benchmark_runs_and_prints_json(pretrained_run):
+    report = run_benchmark(
+        "propagate.py",
+        "--run", str(pretrained_run), "--labels", "20", "--seeds", "2", "--threads", "1",
+    )  # fmt: skip
+    assert report["train"] + report["validation"] == 64 and report["validation"] == 10
+    assert [row["seed"] for row in report["rows"]] == [0, 1]
+    for row in report["rows"]:
+        for name in ("propagation", "nearest_labelled"):
+            wrong = round((1 - row[name]["validation"]) * 10)
+            assert sum(m["count"] for m in row[name]["confused"]) <= wrong
