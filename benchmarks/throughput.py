@@ -79,6 +79,8 @@ def measure(
     bf16: bool,
     channels_last: bool = False,
 ) -> dict:
+    """Images a second through the model alone, the full training step and the views alone,
+    interleaved for `seconds`; the overhead is how much slower the full step is than the model."""
     colour = images.shape[1] == 3
     cfg = PretrainConfig(
         encoder=encoder_name, batch_size=batch, augment="simclr" if colour else "default"
@@ -86,48 +88,10 @@ def measure(
     cfg = with_method_options(cfg)
     aug = preset(cfg.augment, PUBLISHED["cifar10"] if colour else None)  # per channel
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
-    shape = (images.shape[1], images.shape[-1])
     layout = torch.channels_last if channels_last else torch.contiguous_format
 
-    # (a) model: encoder forward + backward + Adam on a ready float batch of 2B images.
-    torch.manual_seed(0)
-    encoder = build_encoder(encoder_name, *shape).to(device, memory_format=layout)
-    optimizer = build_optimizer(cfg, encoder.parameters())  # the training loop's optimizer
-    ready = torch.randn(2 * batch, *images.shape[1:], device=device).to(memory_format=layout)
-
-    def model_step() -> None:
-        with autocast:
-            loss = encoder(ready).float().square().mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-    # (b) full: the training loop's own step (batch from uint8 data, views, head, loss, update).
-    torch.manual_seed(0)
-    method = build_method(
-        "simclr",
-        build_encoder(encoder_name, *shape),
-        temperature=cfg.temperature,
-        projection_hidden=cfg.projection_hidden,
-        projection_dim=cfg.projection_dim,
-    ).to(device, memory_format=layout)
-    full_optimizer = build_optimizer(cfg, method.parameters())
-    generator = torch.Generator(device).manual_seed(0)
-    order = epoch_order(len(images), 0, 0).to(device)
-    position = {"i": 0}
-
-    def next_batch() -> torch.Tensor:
-        i = position["i"] % (len(images) // batch)
-        position["i"] += 1
-        return images.index_select(0, order[i * batch : (i + 1) * batch])
-
-    def full_step() -> None:
-        pretrain_step(method, full_optimizer, next_batch(), aug, generator, bf16)
-
-    # (c) views: drawing the batch and making both views, nothing else.
-    def views_step() -> None:
-        make_views(next_batch(), aug, generator)
-
+    model_step = model_only_step(encoder_name, cfg, batch, images, device, layout, autocast)
+    full_step, views_step = loop_steps(encoder_name, cfg, aug, batch, images, device, layout, bf16)
     per_step = interleaved(
         {"model": model_step, "full": full_step, "views": views_step}, device, seconds
     )
@@ -142,6 +106,54 @@ def measure(
         "views_images_per_s": round(rates["views"]),
         "overhead": round(rates["model"] / rates["full"] - 1, 3),
     }
+
+
+def model_only_step(encoder_name, cfg, batch, images, device, layout, autocast):
+    """(a) model: encoder forward + backward + Adam on a ready float batch of 2B images."""
+    torch.manual_seed(0)
+    shape = (images.shape[1], images.shape[-1])
+    encoder = build_encoder(encoder_name, *shape).to(device, memory_format=layout)
+    optimizer = build_optimizer(cfg, encoder.parameters())  # the training loop's optimizer
+    ready = torch.randn(2 * batch, *images.shape[1:], device=device).to(memory_format=layout)
+
+    def model_step() -> None:
+        with autocast:
+            loss = encoder(ready).float().square().mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return model_step
+
+
+def loop_steps(encoder_name, cfg, aug, batch, images, device, layout, bf16):
+    """(b) full: the training loop's own step (batch from uint8 data, views, head, loss,
+    update); (c) views: drawing the batch and making both views, nothing else."""
+    torch.manual_seed(0)
+    method = build_method(
+        "simclr",
+        build_encoder(encoder_name, images.shape[1], images.shape[-1]),
+        temperature=cfg.temperature,
+        projection_hidden=cfg.projection_hidden,
+        projection_dim=cfg.projection_dim,
+    ).to(device, memory_format=layout)
+    optimizer = build_optimizer(cfg, method.parameters())
+    generator = torch.Generator(device).manual_seed(0)
+    order = epoch_order(len(images), 0, 0).to(device)
+    position = {"i": 0}
+
+    def next_batch() -> torch.Tensor:
+        i = position["i"] % (len(images) // batch)
+        position["i"] += 1
+        return images.index_select(0, order[i * batch : (i + 1) * batch])
+
+    def full_step() -> None:
+        pretrain_step(method, optimizer, next_batch(), aug, generator, bf16)
+
+    def views_step() -> None:
+        make_views(next_batch(), aug, generator)
+
+    return full_step, views_step
 
 
 def test_images(side: int | None, device: torch.device) -> torch.Tensor:
