@@ -8,15 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from pretext.data.cache import cache_info, is_cache
-from pretext.data.colour_sets import COLOUR_SETS
 from pretext.data.folders import class_folders, split_folder
-from pretext.data.sources import NAMED_SETS
-
-
-def is_set_name(name_or_path: str | Path) -> bool:
-    """Whether load_dataset reads this as a named data set (a name wins over a folder of the
-    same name in the working directory)."""
-    return str(name_or_path) in (*NAMED_SETS, *COLOUR_SETS, "digits")
+from pretext.data.sources import SET_NAMES
 
 
 def npz_keys(path: Path) -> set[str] | None:
@@ -32,7 +25,7 @@ def npz_keys(path: Path) -> set[str] | None:
 def missing_test_split(name_or_path: str | Path) -> str | None:
     """Why a labelled folder, .npz or cache cannot be evaluated (it has no test split), else
     None."""
-    if is_set_name(name_or_path):
+    if str(name_or_path) in SET_NAMES:
         return None
     path = Path(str(name_or_path)).expanduser()
     if path.suffix == ".npz" and path.is_file():
@@ -56,7 +49,7 @@ def known_unlabelled(name_or_path: str | Path) -> bool:
     """Whether a folder, .npz or cache surely has no labels (a flat folder, an .npz without
     `labels`, a cache prepared without them). Named data sets and anything unreadable answer
     False."""
-    if is_set_name(name_or_path):
+    if str(name_or_path) in SET_NAMES:
         return False
     path = Path(str(name_or_path)).expanduser()
     if path.suffix == ".npz" and path.is_file():

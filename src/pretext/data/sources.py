@@ -101,6 +101,8 @@ NAMED_SETS = {
         ),
     ),
 }
+# Every name load_dataset reads as a named data set; a name wins over a folder of that name.
+SET_NAMES = (*NAMED_SETS, *COLOUR_SETS, "digits")
 
 
 def data_roots(data_dir: str | Path | None) -> list[Path]:
@@ -310,7 +312,7 @@ def check_like_training(archive, images, labels, path: Path, prefix: str) -> Non
 def portable(name_or_path: str | None) -> str | None:
     """A data set's name as it is; a path (a folder, an .npz, a data directory) made absolute,
     so that what a run directory records means the same from any working directory."""
-    if name_or_path is None or name_or_path in (*NAMED_SETS, *COLOUR_SETS, "digits"):
+    if name_or_path is None or name_or_path in SET_NAMES:
         return name_or_path
     path = Path(name_or_path).expanduser()
     return str(path.resolve()) if path.exists() else name_or_path
@@ -348,7 +350,7 @@ def load_dataset(
     elif path.suffix == ".npz" or len(path.parts) > 1:  # meant as a path, not a name
         raise PretextError(f"{key}: no such file or folder")
     else:
-        known = ", ".join([*NAMED_SETS, *COLOUR_SETS, "digits"])
+        known = ", ".join(SET_NAMES)
         raise PretextError(
             f"unknown data set {key!r}: use one of {known}, a folder of images, or an .npz file"
         )
