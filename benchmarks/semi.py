@@ -5,6 +5,7 @@
         [--start clusters,encoder,scratch] [--lr 3e-3] [--weight-decay 0] [--teacher-views 1]
         [--threshold 0.8] [--decay 0.95] [--labelled-batch 64] [--weak light] [--strong light]
         [--align] [--limit-train N] [--threads N] [--ceiling VIEWS] [--add-labels I,J,...]
+        [--draw stratified|selected]
 
 A validation experiment: the first 5/6 of the training images train (labelled subset and
 unlabelled images alike), the last 1/6 validates. For each label count and each of `--seeds`
@@ -37,8 +38,9 @@ from throughput import environment
 from pretext.augment import preset
 from pretext.config import ClusterConfig, FinetuneConfig, SemiConfig, input_stats
 from pretext.data import stratified_subset
-from pretext.evaluate.classify import finetune, most_confused, predict
+from pretext.evaluate.classify import extract_features, finetune, most_confused, predict
 from pretext.evaluate.cluster import cluster_probabilities, match_clusters, train_clusters
+from pretext.evaluate.selection import select_for_labelling
 from pretext.evaluate.semi import cluster_start, semi_train
 from pretext.models import Classifier, build_encoder
 
@@ -98,6 +100,12 @@ def parse_args() -> argparse.Namespace:
         "--ceiling", default=None, help="VIEWS,...: fine-tune on every true label instead"
     )
     parser.add_argument("--add-labels", default="", help="I,J,...: training images also labelled")
+    parser.add_argument(
+        "--draw",
+        choices=("stratified", "selected"),
+        default="stratified",
+        help="labels drawn per class at random, or chosen from the embedding without labels",
+    )
     return parser.parse_args()
 
 
@@ -116,18 +124,24 @@ def semi_config(args: argparse.Namespace) -> SemiConfig:
     )
 
 
-def labelled_indices(labels: torch.Tensor, count: int, seed: int, extra: list[int]) -> torch.Tensor:
-    """The stratified draw of `count` labels of `seed`, with the images `extra` added."""
-    drawn = stratified_subset(labels, count, seed)
+def labelled_indices(
+    labels: torch.Tensor, count: int, seed: int, extra: list[int], features=None
+) -> torch.Tensor:
+    """The draw of `count` labels of `seed`, with the images `extra` added: stratified, or
+    chosen from the embedding `features` where given."""
+    if features is None:
+        drawn = stratified_subset(labels, count, seed)
+    else:
+        drawn = select_for_labelling(features, count, seed)
     return torch.unique(torch.cat([drawn, torch.tensor(extra, dtype=drawn.dtype)]))
 
 
-def one_draw(setup, starts, clusters, train_p, draw, cfg, stats, device) -> dict:
+def one_draw(setup, starts, clusters, train_p, draw, cfg, stats, device, features=None) -> dict:
     """Each start's semi-supervised training on the labels `draw` (count, seed, extra images):
     validation accuracy and most frequent mistakes before and after, confident share, seconds."""
     train, validation, plain = setup.train, setup.validation, preset("none", stats)
     count, seed, extra = draw
-    idx = labelled_indices(train.labels, count, seed, extra)
+    idx = labelled_indices(train.labels, count, seed, extra, features)
     subset = train.subset(idx)
     row = {"labels": len(idx), "seed": seed, **({"added": extra} if extra else {})}
     for start in starts:
@@ -178,8 +192,14 @@ def main() -> None:
         clusters = train_clusters(setup.encoder, setup.train.images, views, device, quiet, stats)
         train_p = cluster_probabilities(clusters, setup.train.images, device, stats)
     cluster_seconds = time.perf_counter() - started
+    features = None
+    if args.draw == "selected":
+        plain = preset("none", stats)
+        features = extract_features(setup.encoder, setup.train.images, plain, device)
     rows = [
-        one_draw(setup, starts, clusters, train_p, (count, seed, extra), cfg, stats, device)
+        one_draw(
+            setup, starts, clusters, train_p, (count, seed, extra), cfg, stats, device, features
+        )
         for count in (int(n) for n in args.labels.split(","))
         for seed in range(args.first_seed, args.first_seed + args.seeds)
     ]
@@ -188,6 +208,7 @@ def main() -> None:
         "train": len(setup.train),
         "validation": len(setup.validation),
         **{k: getattr(cfg, k) for k in (*names, "teacher_views", "align", "weak", "strong")},
+        "draw": args.draw,
         "cluster_seconds": round(cluster_seconds, 1),
         **environment(),
         "rows": rows,
