@@ -2,8 +2,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from pretext import rundir
+from pretext.augment import preset
+from pretext.cli import main
+from pretext.commands import finetune_command, study_command
+from pretext.commands.common import labelled_splits
+from pretext.config import input_stats, recipe
 from pretext.data import stratified_subset
-from pretext.evaluate.selection import select_for_labelling, spherical_kmeans
+from pretext.evaluate import extract_features
+from pretext.evaluate.knn import knn_accuracy
+from pretext.evaluate.selection import labelled_subset, select_for_labelling, spherical_kmeans
 
 
 def groups(sizes, dim=8, spread=0.05, seed=0):
@@ -66,3 +74,71 @@ def test_kmeans_finds_the_groups():
 def test_a_count_out_of_range_is_refused(count):
     with pytest.raises(ValueError, match="count"):
         select_for_labelling(torch.randn(10, 4), count, seed=0)
+
+
+def test_labelled_subset_draws_at_random_or_selects_and_checks_the_count():
+    features, group = groups([30, 30, 30])
+    assert torch.equal(labelled_subset(group, 6, 2), stratified_subset(group, 6, 2))
+    assert torch.equal(labelled_subset(group, 6, 2, features), select_for_labelling(features, 6, 2))
+    with pytest.raises(Exception, match="fewer than the 3 classes"):
+        labelled_subset(group, 2, 0, features)
+
+
+def embedded_splits(run):
+    """The run's train and test splits and their plain embeddings, as the study computes them."""
+    pre = rundir.pretrain_config(run)
+    train, test = labelled_splits(pre.dataset, pre.data_dir, None, pre.image_size)
+    encoder, plain = rundir.load_encoder(run), preset("none", input_stats(pre))
+    cpu = torch.device("cpu")
+    embed = [extract_features(encoder, s.images, plain, cpu) for s in (train, test)]
+    return pre, train, test, *embed
+
+
+def test_every_study_arm_uses_the_selected_labels(pretrained_run):
+    rows = study_command(pretrained_run, labels=(20,), seeds=2, min_steps=1, select_labels=True)
+    pre, train, test, train_x, test_x = embedded_splits(pretrained_run)
+    knn = next(r for r in rows if r["method"] == "knn")
+    base = recipe(pre.recipe)
+    for seed in range(2):
+        idx = select_for_labelling(train_x, 20, seed)
+        assert not torch.equal(idx, stratified_subset(train.labels, 20, seed))
+        expected = knn_accuracy(
+            train_x[idx], train.labels[idx], test_x, test.labels, base.knn_k, base.knn_temperature
+        )
+        assert knn["values"][seed] == pytest.approx(expected)
+
+
+def test_finetune_trains_on_the_selected_labels(pretrained_run, monkeypatch):
+    from pretext.commands import finetune as command
+
+    seen = []
+
+    def fake_finetune(encoder, subset, *rest, **kw):
+        seen.append(subset.labels)
+        return {"test_accuracy": 0.5, "model": None}
+
+    monkeypatch.setattr(command, "finetune", fake_finetune)
+    finetune_command(pretrained_run, labels=20, select_labels=True, draw=False)
+    _, train, _, train_x, _ = embedded_splits(pretrained_run)
+    assert torch.equal(seen[0], train.labels[select_for_labelling(train_x, 20, seed=0)])
+
+
+def test_selection_without_labels_or_a_pretrained_run_is_refused(tiny_data, tmp_path, capsys):
+    common = ["finetune", "--data-dir", str(tiny_data), "--select-labels"]
+    assert main([*common, "--from-scratch", "--labels", "20"]) != 0
+    assert "--select-labels chooses from a pretrained embedding" in capsys.readouterr().err
+    assert main([*common, "--from-scratch"]) != 0
+    assert "give --labels N too" in capsys.readouterr().err
+
+
+def test_select_lists_the_images_to_label(pretrained_run, tiny_data, capsys):
+    common = ["select", "--out", str(pretrained_run), "--data-dir", str(tiny_data)]
+    assert main([*common, "--labels", "12", "--seed", "1"]) == 0
+    table = (pretrained_run / "to_label.csv").read_text().splitlines()
+    _, train, _, train_x, _ = embedded_splits(pretrained_run)
+    chosen = select_for_labelling(train_x, 12, seed=1).tolist()
+    assert table[0] == "index,source,class"
+    assert table[1:] == [f"{i},mnist train #{i},{int(train.labels[i])}" for i in chosen]
+    assert main([*common, "--labels", str(len(train) + 1)]) != 0
+    assert f"--labels must be in 1..{len(train)}" in capsys.readouterr().err
+    assert len((pretrained_run / "to_label.csv").read_text().splitlines()) == 13  # kept

@@ -57,6 +57,7 @@ class RunDir:
     clusters_npz = property(lambda self: self.root / "clusters.npz")
     clusters_png = property(lambda self: self.root / "clusters.png")
     clusters_csv = property(lambda self: self.root / "clusters.csv")
+    to_label_csv = property(lambda self: self.root / "to_label.csv")  # `pretext select`
     neighbours_png = property(lambda self: self.root / "neighbours.png")
     checkpoints = property(lambda self: self.root / "checkpoints")
     checkpoint = property(lambda self: self.root / "checkpoints" / "last.pt")  # pretraining
@@ -107,6 +108,7 @@ OUTPUT_NAMES = (
     "clusters_npz",
     "clusters_png",
     "clusters_csv",
+    "to_label_csv",
     "neighbours_png",
     "checkpoints",
     "index",

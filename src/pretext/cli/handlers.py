@@ -70,6 +70,7 @@ def run_finetune(args, changes: dict, seed: int) -> None:
         semi=SemiConfig(epochs=passes, seed=seed) if args.semi else None,
         recipe_name=args.recipe,
         changes=changes,
+        select_labels=args.select_labels,
     )
 
 
@@ -107,6 +108,7 @@ def cmd_study(args) -> None:
         semi=args.semi,
         semi_epochs=semi_epochs(args),
         encoder=args.encoder,
+        select_labels=args.select_labels,
     )
     run_dir = args.checkpoint or args.out
     if args.checkpoint is None and not rundir.has_checkpoint(run_dir):
@@ -147,6 +149,21 @@ def cmd_embed(args) -> None:
             args.out,
             args.split,
             args.index_dir,
+            args.dataset,
+            args.data_dir,
+            args.device or "auto",
+            encoder=args.encoder,
+        )
+    print(f"wrote {path}")
+
+
+def cmd_select(args) -> None:
+    with rundir.writer_lock(args.out):
+        path = commands.select_command(
+            args.out,
+            args.labels,
+            args.seed,
+            args.to,
             args.dataset,
             args.data_dir,
             args.device or "auto",

@@ -115,6 +115,7 @@ def add_finetune_command(sub) -> None:
         "pretraining (default off)",
     )
     add_semi_epochs(p)
+    add_select_labels(p)
     p.set_defaults(func=handlers.cmd_finetune)
 
 
@@ -163,6 +164,7 @@ def add_evaluation_commands(sub) -> None:
         "weights (scratch-semi); default off",
     )
     add_semi_epochs(p)
+    add_select_labels(p)
     p.set_defaults(func=handlers.cmd_study)
 
 
@@ -188,7 +190,7 @@ def add_prepare_command(sub) -> None:
 
 
 def add_unlabelled_commands(sub) -> None:
-    """The parsers of cluster, embed and search."""
+    """The parsers of cluster, embed, select and search."""
     p = sub.add_parser("cluster", help="group unlabelled images into clusters (SCAN)")
     add_data_options(p)
     p.add_argument("--out", required=True, help="run directory with a pretrained encoder")
@@ -209,6 +211,15 @@ def add_unlabelled_commands(sub) -> None:
     p.add_argument("--index-dir", default=None, help="default RUN_DIR/index")
     add_trusted_encoder(p)
     p.set_defaults(func=handlers.cmd_embed)
+
+    p = sub.add_parser("select", help="which images to label first, chosen without labels")
+    add_data_options(p)
+    p.add_argument("--out", required=True, help="run directory with a pretrained encoder")
+    p.add_argument("--labels", type=int, required=True, help="how many images to label")
+    p.add_argument("--seed", type=int, default=0, help="default 0")
+    p.add_argument("--to", default=None, help="the CSV to write (default RUN_DIR/to_label.csv)")
+    add_trusted_encoder(p)
+    p.set_defaults(func=handlers.cmd_select)
 
     p = sub.add_parser("search", help="nearest neighbours of a query in an index")
     p.add_argument("--index-dir", required=True, help="an index written by pretext embed")
@@ -270,4 +281,13 @@ def add_semi_epochs(p: argparse.ArgumentParser) -> None:
         default=None,
         metavar="PASSES",
         help=f"passes of --semi over all training images (default {SemiConfig.epochs})",
+    )
+
+
+def add_select_labels(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--select-labels",
+        action="store_true",
+        help="choose the labelled images from the pretrained embedding (one per k-means "
+        "cluster, covering every style it sees) instead of at random per class",
     )

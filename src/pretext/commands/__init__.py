@@ -9,6 +9,7 @@ from pretext.commands.pipeline import run
 from pretext.commands.prepare import prepare_command
 from pretext.commands.report import augment_grid, compare_command, report_command
 from pretext.commands.search import embed_command, search_command
+from pretext.commands.select import select_command
 from pretext.commands.study import study_command
 from pretext.train import pretrain
 
@@ -25,5 +26,6 @@ __all__ = [
     "report_command",
     "run",
     "search_command",
+    "select_command",
     "study_command",
 ]

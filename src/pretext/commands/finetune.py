@@ -31,7 +31,7 @@ from pretext.config import (
     told_epochs,
     with_run_views,
 )
-from pretext.data import ImageSet, stratified_subset
+from pretext.data import ImageSet
 from pretext.data.sources import portable
 from pretext.errors import PretextError
 from pretext.evaluate import (
@@ -44,6 +44,7 @@ from pretext.evaluate import (
 from pretext.evaluate.cluster import cluster_probabilities, match_clusters, train_clusters
 from pretext.evaluate.knn import knn_accuracy
 from pretext.evaluate.retrieval import retrieval_metrics
+from pretext.evaluate.selection import labelled_subset
 from pretext.evaluate.semi import cluster_start, semi_train
 from pretext.models import Classifier, build_encoder
 from pretext.report.plots import (
@@ -94,6 +95,7 @@ def finetune_command(
     changes: dict | None = None,
     splits: tuple[ImageSet, ImageSet] | None = None,
     draw: bool = True,
+    select_labels: bool = False,
     log=print,
 ) -> dict:
     """Fine-tune a run's encoder (or a fresh one) on labels; test accuracy of the last epoch.
@@ -104,7 +106,8 @@ def finetune_command(
     it. With `semi`, the classifier learns from every training image, labelled or not
     (semi-supervised, `pretext.evaluate.semi`), instead of the labelled ones alone; a
     pretrained encoder with few labels per class then starts from its clusters, named by the
-    labels.
+    labels. `select_labels` chooses the `labels` images from the run's embedding instead of at
+    random per class (`pretext.evaluate.selection`).
     `splits` (train, test) skips loading them again; `draw` False leaves the run's confusion
     and mistakes pictures as they are."""
     if not from_scratch:
@@ -121,7 +124,7 @@ def finetune_command(
         image_size = image_size or (run.image_size if run else None)
         splits = labelled_splits(dataset, data_dir, limit_train, image_size)
     every, test = splits
-    subset = None if labels is None else stratified_subset(every.labels, labels, cfg.seed)
+    subset = chosen_labels(run_dir, every, labels, cfg.seed, select_labels, dev)
     train = every if subset is None else every.subset(subset)
     data = labelled_data(dataset, limit_train, every, subset)
     if encoder is None:
@@ -148,6 +151,28 @@ def finetune_command(
     if run_dir is not None:
         rundir.update_metrics(run_dir, **{metrics_key(from_scratch, semi is not None): result})
     return result
+
+
+def chosen_labels(run_dir, every: ImageSet, labels, seed: int, select: bool, device):
+    """The indices of the labelled subset (None: all): chosen from the run's pretrained
+    embedding with `select` (the from-scratch baseline too, so that both train on the same
+    images), else drawn at random per class."""
+    if labels is None:
+        if select:
+            raise PretextError("--select-labels chooses a subset: give --labels N too")
+        return None
+    if not select:
+        return labelled_subset(every.labels, labels, seed)
+    if not rundir.has_checkpoint(run_dir):
+        raise PretextError(
+            "--select-labels chooses from a pretrained embedding: give --out with the run "
+            "directory of `pretext pretrain`"
+        )
+    encoder = rundir.load_encoder(run_dir, device)
+    plain = preset("none", input_stats(rundir.pretrain_config(run_dir)))
+    return labelled_subset(
+        every.labels, labels, seed, extract_features(encoder, every.images, plain, device)
+    )
 
 
 def settled_configs(cfg, semi, changes, run, labels, from_scratch, resume):

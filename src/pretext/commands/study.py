@@ -75,7 +75,9 @@ def pretrain_then_study(run_cfg: RunConfig, labels: tuple[int, ...], seeds: int 
     return study_command(pre.out, labels, seeds, **{**study, "encoder": pre.encoder})
 
 
-def study_config(pre, labels, seeds, min_steps, cluster, semi, semi_epochs) -> StudyConfig:
+def study_config(
+    pre, labels, seeds, min_steps, cluster, semi, semi_epochs, select_labels=False
+) -> StudyConfig:
     """The study's settings: the run's recipe, with the study's own options."""
     base = recipe(pre.recipe)
     ft = with_run_views(base.finetune, pre.augment)
@@ -91,6 +93,7 @@ def study_config(pre, labels, seeds, min_steps, cluster, semi, semi_epochs) -> S
         clustering=ClusterConfig(augment=pre.augment),
         semi=SemiConfig(epochs=semi_epochs),
         stats=input_stats(pre),
+        select_labels=select_labels,
     )
 
 
@@ -107,17 +110,20 @@ def study_command(
     semi: bool = False,
     semi_epochs: int = SemiConfig.epochs,
     encoder: str | None = None,
+    select_labels: bool = False,
     log=print,
 ) -> list[dict]:
     """Few-label study of a run's encoder -> study.json, study.md, study.png in `out` (default:
     the run directory). With `cluster`, also clusters found without labels and named by each
     labelled subset; with `semi`, also semi-supervised fine-tuning for `semi_epochs` passes over
-    all training images, from the pretrained encoder and from random weights. Written after
+    all training images, from the pretrained encoder and from random weights. With
+    `select_labels`, each seed's labelled images are chosen from the pretrained embedding
+    (`pretext.evaluate.selection`) instead of drawn at random per class. Written after
     every label count: an interrupted study keeps the counts it finished (study.md then says
     it is partial). `encoder` names the user's own
     encoder again (`rundir.encoder_of`)."""
     pre = rundir.pretrain_config(run_dir)
-    cfg = study_config(pre, labels, seeds, min_steps, cluster, semi, semi_epochs)
+    cfg = study_config(pre, labels, seeds, min_steps, cluster, semi, semi_epochs, select_labels)
     dev = resolve_device(device)
     train, test = labelled_splits(
         dataset or pre.dataset, data_dir or pre.data_dir, None, pre.image_size

@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from pretext.data import check_label_count, stratified_subset
+
 
 def plus_plus_centres(unit: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
     """k rows of `unit` as starting centres (k-means++): each next one drawn with probability
@@ -71,3 +73,15 @@ def select_for_labelling(
         fit[chosen] = 3.0  # already chosen
         chosen = torch.cat([chosen, fit.argsort()[: count - len(chosen)]])
     return chosen.sort().values.cpu()
+
+
+def labelled_subset(
+    labels: torch.Tensor, count: int, seed: int, features: torch.Tensor | None = None
+) -> torch.Tensor:
+    """The sorted indices of the `count` images given labels: chosen from the embedding
+    `features` where given (`select_for_labelling`), else drawn at random, even across classes.
+    `labels` are read only to check the count and, for the random draw, to stratify."""
+    check_label_count(labels, count)
+    if features is None:
+        return stratified_subset(labels, count, seed)
+    return select_for_labelling(features, count, seed)

@@ -5,6 +5,8 @@ Optionally (`cluster`), clusters found once without labels are named by the labe
 and (`semi`, `scratch-semi`) semi-supervised fine-tuning on all training images starts from the
 pretrained encoder (from its named clusters where they exist) and from random weights, the
 second being the control that says what the unlabelled images give without pretraining.
+With `select_labels`, each seed's labelled subset is chosen from the pretrained embedding
+(`pretext.evaluate.selection`) instead of drawn per class; every arm still shares it.
 Every row records each seed's seconds."""
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from pretext.config import (
     scratch_finetune,
     starts_from_clusters,
 )
-from pretext.data import ImageSet, stratified_subset
+from pretext.data import ImageSet
 from pretext.data.stats import InputStats
 from pretext.evaluate.classify import accuracy, extract_features, finetune, linear_probe
 from pretext.evaluate.cluster import (
@@ -37,6 +39,7 @@ from pretext.evaluate.cluster import (
     train_clusters,
 )
 from pretext.evaluate.knn import knn_accuracy
+from pretext.evaluate.selection import labelled_subset
 from pretext.evaluate.semi import cluster_start, semi_train
 from pretext.models import Classifier
 
@@ -59,6 +62,7 @@ class StudyConfig:
     clustering: ClusterConfig = ClusterConfig()  # for the optional "cluster" method
     semi: SemiConfig = SemiConfig()  # for the optional SEMI methods
     stats: InputStats | None = None  # the run's input normalisation (None: MNIST's)
+    select_labels: bool = False  # labelled subsets chosen from the embedding, not at random
 
 
 def run_study(
@@ -82,7 +86,7 @@ def run_study(
         scores: dict[str, list[float]] = {m: [] for m in cfg.methods}
         seconds: dict[str, list[float]] = {m: [] for m in cfg.methods}
         for seed in range(cfg.seeds):
-            idx = stratified_subset(train.labels, count, seed)
+            idx = labelled_subset(train.labels, count, seed, shared.get("select_x"))
             arms = {"finetune": lambda: encoder, "scratch": partial(make_scratch, seed)}
             for method, value, took in timed(
                 seed_scores(arms, train, test, idx, seed, cfg, shared, device)
@@ -124,6 +128,9 @@ def shared_parts(encoder, train: ImageSet, test: ImageSet, cfg: StudyConfig, dev
     if {"linear", "knn"} & set(cfg.methods):
         parts["train_x"] = extract_features(encoder, train.images, aug, device)
         parts["test_x"] = extract_features(encoder, test.images, aug, device)
+    if cfg.select_labels:  # the images' own embedding, without augmentation
+        plain = preset("none", cfg.stats)
+        parts["select_x"] = extract_features(encoder, train.images, plain, device)
     if "cluster" in cfg.methods or semi_from_clusters(cfg, train.num_classes):
         started = time.perf_counter()
         clusters = train_clusters(encoder, train.images, cfg.clustering, device, quiet, cfg.stats)
