@@ -142,3 +142,13 @@ def test_select_lists_the_images_to_label(pretrained_run, tiny_data, capsys):
     assert main([*common, "--labels", str(len(train) + 1)]) != 0
     assert f"--labels must be in 1..{len(train)}" in capsys.readouterr().err
     assert len((pretrained_run / "to_label.csv").read_text().splitlines()) == 13  # kept
+
+
+def test_a_subset_without_the_last_class_still_counts_every_class():
+    # a chosen subset may hold no image of the last class: its classifier must still have it
+    from pretext.data import ImageSet
+
+    data = ImageSet(torch.zeros(4, 1, 2, 2, dtype=torch.uint8), torch.tensor([0, 1, 2, 1]))
+    part = data.subset(torch.tensor([0, 1]))
+    assert part.num_classes == 3 and part.subset(torch.tensor([1])).num_classes == 3
+    assert ImageSet(part.images, part.labels).num_classes == 2  # a set of its own counts its own

@@ -16,7 +16,9 @@ from pretext.errors import PretextError
 class ImageSet:
     """Images (uint8, N x C x H x W) with optional labels (int64, N); `files`, where the images
     came from files, each one's path; `classes`, where known, the name of each label;
-    `on_disk`, images over a memory-mapped cache (pretext.data.cache)."""
+    `on_disk`, images over a memory-mapped cache (pretext.data.cache); `class_count`, for a
+    subset, the classes of the set it came from (a chosen subset may miss the last class, and
+    a classifier trained on it must still answer every class)."""
 
     images: torch.Tensor
     labels: torch.Tensor | None
@@ -24,6 +26,7 @@ class ImageSet:
     files: tuple[str, ...] | None = None
     classes: tuple[str, ...] | None = None
     on_disk: bool = False  # images map a prepared cache's file: batches are read from disk
+    class_count: int | None = None
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.images.dim() != 4:
@@ -47,12 +50,14 @@ class ImageSet:
     def num_classes(self) -> int:
         if self.labels is None:
             raise PretextError(f"{self.name} has no labels")
-        return int(self.labels.max()) + 1
+        return self.class_count or int(self.labels.max()) + 1
 
     def subset(self, indices: torch.Tensor) -> ImageSet:
         labels = None if self.labels is None else self.labels[indices]
         files = None if self.files is None else tuple(self.files[i] for i in indices.tolist())
-        return replace(self, images=self.images[indices], labels=labels, files=files)
+        count = None if self.labels is None else self.num_classes
+        chosen = self.images[indices]
+        return replace(self, images=chosen, labels=labels, files=files, class_count=count)
 
     def class_name(self, label: int) -> str:
         """A label as people read it: its class name where known, else the number."""
