@@ -162,11 +162,11 @@ def test_cluster_command_on_unlabelled_images(tmp_path):
 
 
 def test_a_flat_folder_of_photos_is_found_by_file(tmp_path, capsys):
-    """An unlabelled folder: clusters.csv and the search index name each image's file, and a
-    query by position works without a test split."""
+    """An unlabelled folder: clusters.csv, to_label.csv and the search index name each image's
+    file, and a query by position works without a test split."""
     from PIL import Image
 
-    from pretext.commands import embed_command, search_command
+    from pretext.commands import embed_command, search_command, select_command
 
     rng = np.random.default_rng(0)
     folder = tmp_path / "photos"
@@ -183,6 +183,11 @@ def test_a_flat_folder_of_photos_is_found_by_file(tmp_path, capsys):
         rows = list(csv.DictReader(table))
     assert [r["source"] for r in rows] == [str(folder / f"shot,{i:02d}.png") for i in range(24)]
     assert {r["label"] for r in rows} == {""} and {r["split"] for r in rows} == {"train"}
+    select_command(out, 5)  # the images to label: by file, no class yet
+    with open(out / "to_label.csv", newline="") as table:
+        chosen = list(csv.DictReader(table))
+    assert len(chosen) == 5 and {r["class"] for r in chosen} == {""}
+    assert all(r["source"] == str(folder / f"shot,{int(r['index']):02d}.png") for r in chosen)
     embed_command(out)
     results = search_command(out / "index", "5", k=3, out=tmp_path / "s.png")
     assert results[0]["source"] == str(folder / "shot,05.png") and results[0]["class"] == "?"
