@@ -107,9 +107,8 @@ def finetune_command(
     (semi-supervised, `pretext.evaluate.semi`), instead of the labelled ones alone; a
     pretrained encoder with few labels per class then starts from its clusters, named by the
     labels. `select_labels` chooses the `labels` images from the run's embedding instead of at
-    random per class (`pretext.evaluate.selection`).
-    `splits` (train, test) skips loading them again; `draw` False leaves the run's confusion
-    and mistakes pictures as they are."""
+    random per class (`pretext.evaluate.selection`). `splits` (train, test) skips loading them
+    again; `draw` False leaves the run's confusion and mistakes pictures as they are."""
     if not from_scratch:
         require_pretrained_run(run_dir)
     run = rundir.pretrain_config(run_dir) if rundir.is_run_dir(run_dir) else None
@@ -119,16 +118,11 @@ def finetune_command(
     cfg, semi = settled_configs(cfg, semi, changes, run, labels, from_scratch, resume)
     dev = resolve_device(device)
     dataset = dataset or (run.dataset if run else "mnist")
-    if splits is None:
-        data_dir = data_dir or (run.data_dir if run else None)
-        image_size = image_size or (run.image_size if run else None)
-        splits = labelled_splits(dataset, data_dir, limit_train, image_size)
-    every, test = splits
-    subset = chosen_labels(run_dir, every, labels, cfg.seed, select_labels, dev)
+    every, test = splits or run_splits(run, dataset, data_dir, limit_train, image_size)
+    named = None if from_scratch else encoder  # the run's own, to choose with
+    subset = chosen_labels(run_dir, every, labels, cfg.seed, select_labels, dev, named)
     train = every if subset is None else every.subset(subset)
     data = labelled_data(dataset, limit_train, every, subset)
-    if encoder is None:
-        encoder = rundir.encoder_of(run, None, run_dir) if run else "cnn"
     model = starting_encoder(run_dir, encoder, from_scratch, train.images, cfg.seed, dev)
     stats = views_stats(run, dataset, every)
     if semi is None:
@@ -136,27 +130,35 @@ def finetune_command(
             run_dir, model, (train, test), cfg, from_scratch, resume, data, dev, log, stats
         )
     else:
-        views = run.augment if run else None
-        per_class = ClusterConfig(clusters=every.num_classes, augment=views)
-        clusters = None if from_scratch else per_class
+        clusters = None if from_scratch else class_clusters(run, every.num_classes)
         result = semi_finetune(model, every, train, test, semi, clusters, dev, log, stats)
-    classifier = result.pop("model")
+    classifier, views = result.pop("model"), preset(cfg.augment, stats)
     if run_dir is not None and not from_scratch and draw:
-        draw_classifier_pictures(
-            rundir.RunDir(run_dir), classifier, test, preset(cfg.augment, stats), dev
-        )
-    result["labels"] = len(train)
-    result["from_scratch"] = from_scratch
+        draw_classifier_pictures(rundir.RunDir(run_dir), classifier, test, views, dev)
+    result.update(labels=len(train), from_scratch=from_scratch)
     log(f"test accuracy {100 * result['test_accuracy']:.2f}%")
     if run_dir is not None:
         rundir.update_metrics(run_dir, **{metrics_key(from_scratch, semi is not None): result})
     return result
 
 
-def chosen_labels(run_dir, every: ImageSet, labels, seed: int, select: bool, device):
+def run_splits(run, dataset: str, data_dir, limit_train, image_size) -> tuple[ImageSet, ImageSet]:
+    """The training and test images, with the run's data dir and image size where not given."""
+    data_dir = data_dir or (run.data_dir if run else None)
+    image_size = image_size or (run.image_size if run else None)
+    return labelled_splits(dataset, data_dir, limit_train, image_size)
+
+
+def class_clusters(run, num_classes: int) -> ClusterConfig:
+    """One cluster per class, through the run's views: what a semi-supervised fine-tune of a
+    pretrained encoder starts from under two labels per class."""
+    return ClusterConfig(clusters=num_classes, augment=run.augment if run else None)
+
+
+def chosen_labels(run_dir, every: ImageSet, labels, seed: int, select: bool, device, named=None):
     """The indices of the labelled subset (None: all): chosen from the run's pretrained
     embedding with `select` (the from-scratch baseline too, so that both train on the same
-    images), else drawn at random per class."""
+    images), else drawn at random per class; `named`: the user's own encoder, named again."""
     if labels is None:
         if select:
             raise PretextError("--select-labels chooses a subset: give --labels N too")
@@ -168,7 +170,7 @@ def chosen_labels(run_dir, every: ImageSet, labels, seed: int, select: bool, dev
             "--select-labels chooses from a pretrained embedding: give --out with the run "
             "directory of `pretext pretrain`"
         )
-    encoder = rundir.load_encoder(run_dir, device)
+    encoder = rundir.load_encoder(run_dir, device, named=named)
     plain = preset("none", input_stats(rundir.pretrain_config(run_dir)))
     return labelled_subset(
         every.labels, labels, seed, extract_features(encoder, every.images, plain, device)
@@ -217,13 +219,17 @@ def labelled_data(dataset: str, limit_train, every: ImageSet, subset) -> dict:
 
 def starting_encoder(
     run_dir: str | Path | None,
-    encoder: str,
+    encoder: str | None,
     from_scratch: bool,
     images: torch.Tensor,
     seed: int,
     device: torch.device,
 ) -> torch.nn.Module:
-    """The encoder to fine-tune: the run's pretrained one, or a fresh one for `images`."""
+    """The encoder to fine-tune: the run's pretrained one, or a fresh one for `images` (of
+    the run's architecture where `encoder` is None, else `cnn`)."""
+    run = rundir.pretrain_config(run_dir) if rundir.is_run_dir(run_dir) else None
+    if encoder is None:
+        encoder = rundir.encoder_of(run, None, run_dir) if run else "cnn"
     if from_scratch:
         return build_encoder(encoder, images.shape[1], images.shape[-1], seed=seed).to(device)
     return rundir.load_encoder(run_dir, device, named=encoder)

@@ -145,17 +145,8 @@ def finetune(
             save_checkpoint(checkpoint, finetune_state(model, optimizer, settings, seconds, state))
 
     model.train()
-    run_epochs(
-        step,
-        len(train),
-        cfg.batch_size,
-        epochs,
-        cfg.seed,
-        device,
-        label,
-        first_epoch=len(train_accuracy),
-        end_epoch=end_epoch,
-    )
+    schedule = (len(train), cfg.batch_size, epochs, cfg.seed, device, label)
+    run_epochs(step, *schedule, first_epoch=len(train_accuracy), end_epoch=end_epoch)
     return {
         "train_accuracy": train_accuracy,
         "test_accuracy": accuracy(model, test, aug, device),
