@@ -8,6 +8,7 @@ from pretext.augment import (
     cutout,
     elastic_offsets,
     erased_area,
+    ink_point,
     make_view,
     make_views,
     noise_draw,
@@ -16,6 +17,7 @@ from pretext.augment import (
     photometric,
     preset,
     random_affine,
+    strokes,
     to_unit,
 )
 
@@ -233,3 +235,55 @@ def test_photometric_leaves_the_callers_batch_alone(changes):
     before = x.clone()
     out = photometric(x, replace(preset("default"), **changes), torch.Generator().manual_seed(0))
     assert torch.equal(x, before) and out.data_ptr() != x.data_ptr()
+
+
+def reference_stroke(image, middle, angle, half, width):
+    """One image's stroke the slow way: ink by the distance from each pixel centre to the
+    nearest of 2,001 points spaced along the segment."""
+    along = torch.tensor([torch.cos(angle), torch.sin(angle)])
+    points = middle + torch.linspace(-1, 1, 2001)[:, None] * half * along  # (2001, 2): x, y
+    h, w = image.shape[-2:]
+    ys, xs = torch.meshgrid(torch.arange(h) + 0.5, torch.arange(w) + 0.5, indexing="ij")
+    pixels = torch.stack([xs, ys], -1).view(-1, 1, 2)
+    distance = (pixels - points).norm(dim=-1).min(1).values.view(h, w)
+    ink = (width / 2 + 0.5 - distance).clamp(0, 1)
+    return image + (1 - image) * ink
+
+
+def test_stroke_is_a_segment_of_ink_drawn_as_the_slow_reference_draws_it():
+    aug = Augmentation(stroke_p=1.0, stroke_length=(0.2, 0.45), stroke_width=2.0)
+    x = torch.rand(6, 1, 28, 28) * 0.5
+    drawn = strokes(x, aug, torch.Generator().manual_seed(3))
+    g = torch.Generator().manual_seed(3)  # the same draws, in the same order
+    middle = ink_point(x, g)
+    angle = torch.pi * torch.rand(6, generator=g)
+    half = (0.2 + 0.25 * torch.rand(6, generator=g)) * 14
+    for i in range(6):
+        expected = reference_stroke(x[i, 0], middle[i], angle[i], half[i], 2.0)
+        assert torch.allclose(drawn[i, 0], expected, atol=5e-3)
+        assert (drawn[i] > x[i] + 0.4).sum() >= 2 * half[i]  # a line, not a dot
+
+
+def test_strokes_cross_the_figure():
+    """The stroke's middle is drawn on an inked pixel, with the ink's weight."""
+    x = torch.zeros(500, 1, 28, 28)
+    x[:, 0, 3, 5] = 1.0  # one bright pixel, and a faint one a third as heavy
+    x[:, 0, 20, 9] = 1.0 / 3
+    at = ink_point(x, torch.Generator().manual_seed(0))
+    bright = ((at - torch.tensor([5.5, 3.5])).abs() <= 0.5).all(1)
+    faint = ((at - torch.tensor([9.5, 20.5])).abs() <= 0.5).all(1)
+    assert (bright | faint).all()
+    assert 0.68 < bright.float().mean() < 0.82  # 3 : 1
+    blank = ink_point(torch.zeros(2000, 1, 28, 28), torch.Generator().manual_seed(0))
+    assert blank.min() >= 0 and blank.max() <= 28 and blank.std(0).min() > 7  # anywhere
+
+
+def test_strokes_reach_a_share_of_the_images_and_keep_the_range():
+    x = torch.zeros(2000, 1, 28, 28)
+    aug = Augmentation(stroke_p=0.3)
+    drawn = strokes(x, aug, torch.Generator().manual_seed(0))
+    inked = (drawn > 0).flatten(1).any(1).float().mean()
+    assert 0.26 < inked < 0.34
+    assert drawn.min() >= 0 and drawn.max() <= 1
+    same = strokes(x, aug, torch.Generator().manual_seed(0))
+    assert torch.equal(drawn, same)

@@ -119,9 +119,11 @@ class SemiConfig:
     labelled_batch: int = 64  # labelled images per step, drawn at random
     weak: str = "light"  # the teacher's views
     teacher_views: int = 1  # weak views per image whose probabilities the teacher averages
-    # The student's views of the same images: the fine-tuning's mild ones. The digit views of
-    # pretraining (`default`) cost the small classifier accuracy even when taught true labels.
-    strong: str = "light"
+    # The student's views of the same images: the fine-tuning's mild ones with a random pen
+    # stroke across half of them, so that a style no label shows (a bar across a seven's
+    # stem, a foot under a one) keeps its class. The pretraining's digit views (`default`)
+    # cost the small classifier accuracy even when taught true labels.
+    strong: str = "light-stroke"
     teacher_decay: float = 0.95  # per step: the teacher's weights move 5% toward the student's
     clusters_below: int = 2  # labels per class under which the pretrained arm starts from clusters
     # Distribution alignment (ReMixMatch): the teacher's answers scaled so that their running
