@@ -36,9 +36,9 @@ class Augmentation:
     noise_p: float = 0.0  # additive zero-mean noise: probability and standard deviation
     noise_std: float = 0.0
     # A random pen stroke drawn over a share of the images (`pretext.augment.strokes`): a line
-    # segment of ink at a random place and angle, `stroke_length` of the side long (range) and
-    # `stroke_width` pixels wide. For handwriting: a class does not change with one added stroke
-    # (a bar across a seven's stem, a foot under a one).
+    # segment of ink across the figure at a random angle, `stroke_length` of the side long
+    # (range) and `stroke_width` pixels wide. For handwriting: a class does not change with one
+    # added stroke (a bar across a seven's stem, a foot under a one).
     stroke_p: float = 0.0
     stroke_length: tuple[float, float] = (0.15, 0.35)
     stroke_width: float = 2.0
@@ -129,11 +129,11 @@ PRESETS["multicrop"] = replace(PRESETS["byol"], crop_scale=(0.4, 1.0), local_cro
 # The digit views for images whose colours are a nuisance: every view repainted in two random
 # colours, so that no view shares its pair's colours, and without erasing or noise, which hide
 # the shapes a pair must then be matched by (BENCHMARKS.md, "Coloured digits").
+PRESETS["duotone"] = replace(PRESETS["default"], duotone_p=1.0, erase_p=0.0, noise_p=0.0)
 # The semi-supervised student's views of handwriting: the mild ones, and on half the images one
 # more pen stroke across the figure, whose class must not change (BENCHMARKS.md, "Semi-supervised
 # settings").
 PRESETS["light-stroke"] = replace(PRESETS["light"], stroke_p=0.5)
-PRESETS["duotone"] = replace(PRESETS["default"], duotone_p=1.0, erase_p=0.0, noise_p=0.0)
 
 
 def with_stats(aug: Augmentation, stats: InputStats | None) -> Augmentation:
