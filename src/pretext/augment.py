@@ -184,7 +184,7 @@ def ink_point(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     n, _, h, w = x.shape
     weight = x.mean(1).flatten(1).float()
     cumulative = torch.where(weight.sum(1, keepdim=True) > 0, weight, 1.0).cumsum(1)
-    # Inverse-CDF sampling: a tenth of torch.multinomial's time on CPU.
+    # Inverse-CDF sampling: cheaper than torch.multinomial on CPU (BENCHMARKS.md).
     draw = torch.rand((n, 1), generator=gen, device=x.device) * cumulative[:, -1:]
     pixel = torch.searchsorted(cumulative, draw).squeeze(1).clamp_(max=h * w - 1)
     at = torch.stack([pixel % w, pixel // w], 1).float() + 0.5
