@@ -1,10 +1,11 @@
 """Which semi-supervised fine-tuning settings, chosen without the test set?
 
     python benchmarks/semi.py --run runs/mnist --data-dir ../shared/data
-        [--labels 10,100,600] [--seeds 1] [--first-seed 0] [--epochs 30]
+        [--labels 10,100,600] [--seeds 1] [--first-seed 0] [--epochs PASSES]
         [--start clusters,encoder,scratch] [--lr 3e-3] [--weight-decay 0] [--teacher-views 1]
-        [--threshold 0.8] [--decay 0.95] [--labelled-batch 64] [--weak light] [--strong light]
-        [--align] [--limit-train N] [--threads N] [--ceiling VIEWS] [--add-labels I,J,...]
+        [--threshold 0.8] [--decay 0.95] [--labelled-batch 64] [--weak light]
+        [--strong light-stroke] [--align] [--limit-train N] [--threads N] [--ceiling VIEWS]
+        [--add-labels I,J,...]
         [--draw stratified|selected]
 
 A validation experiment: the first 5/6 of the training images train (labelled subset and
@@ -14,7 +15,8 @@ from each starting point: the clusters found once without labels and named by th
 (`clusters`), the pretrained encoder with a new head (`encoder`), random weights (`scratch`,
 as the study seeds them). Prints one JSON object: each start's validation accuracy, confident
 share, seconds and five most frequent mistakes (true and predicted class, count) before and
-after, and one line per result on stderr as it comes.
+after, and one line per result on stderr as it comes. Without `--epochs` the passes depend on
+the label count as in `pretext.config.semi_passes`.
 
 `--add-labels` labels the training images of those indices too, in every draw: what one more
 label of a given image changes.
@@ -86,7 +88,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seeds", type=int, default=1, help="how many label draws")
     parser.add_argument("--first-seed", type=int, default=0, help="the first draw's seed")
     parser.add_argument("--start", default="clusters,encoder,scratch")
-    parser.add_argument("--epochs", type=int, default=SemiConfig.epochs)
+    parser.add_argument(
+        "--epochs", type=int, default=None, help="passes at every count (default: by count)"
+    )
     parser.add_argument("--lr", type=float, default=SemiConfig.lr)
     parser.add_argument("--weight-decay", type=float, default=SemiConfig.weight_decay)
     parser.add_argument("--teacher-views", type=int, default=SemiConfig.teacher_views)
@@ -110,8 +114,9 @@ def parse_args() -> argparse.Namespace:
 
 
 def semi_config(args: argparse.Namespace) -> SemiConfig:
+    passes = {} if args.epochs is None else {"epochs": args.epochs, "few_epochs": args.epochs}
     return SemiConfig(
-        epochs=args.epochs,
+        **passes,
         lr=args.lr,
         threshold=args.threshold,
         teacher_decay=args.decay,
@@ -203,7 +208,15 @@ def main() -> None:
         for count in (int(n) for n in args.labels.split(","))
         for seed in range(args.first_seed, args.first_seed + args.seeds)
     ]
-    names = ("epochs", "lr", "weight_decay", "threshold", "teacher_decay", "labelled_batch")
+    names = (
+        "epochs",
+        "few_epochs",
+        "lr",
+        "weight_decay",
+        "threshold",
+        "teacher_decay",
+        "labelled_batch",
+    )
     report = {
         "train": len(setup.train),
         "validation": len(setup.validation),

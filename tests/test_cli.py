@@ -122,7 +122,8 @@ def test_pretrain_then_finetune_and_scratch_through_the_cli(tiny_data, tmp_path,
     assert "clustering" in printed and "semi epoch 1/1" in printed
     recorded = json.loads((out / "metrics.json").read_text())
     tuned = recorded["semi"]
-    assert tuned["semi"]["epochs"] == 1 and 0 <= tuned["semi"]["confident"] <= 1
+    assert tuned["semi"]["passes"] == tuned["semi"]["few_epochs"] == tuned["semi"]["epochs"] == 1
+    assert 0 <= tuned["semi"]["confident"] <= 1
     assert tuned["labels"] == 10 and 0 <= tuned["test_accuracy"] <= 1
     assert recorded["finetune"] == metrics["finetune"]  # the plain fine-tune's record stays
     assert main([*again, "--semi-epochs", "0"]) != 0

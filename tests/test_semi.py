@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from pretext.augment import make_view, preset
-from pretext.config import SemiConfig, starts_from_clusters
+from pretext.config import SemiConfig, semi_passes, starts_from_clusters, told_passes
 from pretext.data import ImageSet
 from pretext.evaluate import semi
 from pretext.evaluate.semi import (
@@ -122,7 +122,7 @@ def test_semi_train_is_seeded_and_leaves_the_callers_model():
     unlabelled, labelled = tiny_sets()
     model = tiny_classifier()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    cfg = SemiConfig(epochs=2, batch_size=16, labelled_batch=4, threshold=0.1, seed=3)
+    cfg = SemiConfig(epochs=2, few_epochs=2, batch_size=16, labelled_batch=4, threshold=0.1, seed=3)
     first = semi_train(model, unlabelled, labelled, cfg, CPU, quiet)
     second = semi_train(model, unlabelled, labelled, cfg, CPU, quiet)
     for name, value in model.state_dict().items():
@@ -138,7 +138,7 @@ def test_semi_train_is_seeded_and_leaves_the_callers_model():
     # threshold 0.1 with 10 classes: every answer is confident enough
     assert first["confident"] == 1.0 and first["steps"] == 2 * 3
     strict = semi_train(
-        model, unlabelled, labelled, SemiConfig(epochs=1, threshold=1.0), CPU, quiet
+        model, unlabelled, labelled, SemiConfig(few_epochs=1, threshold=1.0), CPU, quiet
     )
     assert 0.0 <= strict["confident"] < 1.0
     with pytest.raises(ValueError, match="threshold"):
@@ -153,11 +153,29 @@ def test_semi_train_is_seeded_and_leaves_the_callers_model():
     assert norms[1] < 0.9 * norms[0]
 
 
+def test_passes_depend_on_labels_per_class():
+    """Under two labels per class the default passes are `few_epochs`, from two up `epochs`;
+    passes a user names apply at every count."""
+    cfg = SemiConfig(epochs=3, few_epochs=1, batch_size=16, labelled_batch=4)
+    assert semi_passes(cfg, 19, 10) == 1 and semi_passes(cfg, 20, 10) == 3
+    assert SemiConfig().few_epochs < SemiConfig().epochs
+    assert told_passes(None, seed=2) == SemiConfig(seed=2)
+    assert semi_passes(told_passes(5), 10, 10) == semi_passes(told_passes(5), 600, 10) == 5
+    unlabelled, labelled = tiny_sets()  # 40 images, 16 a step: 3 steps a pass
+    one = semi_train(tiny_classifier(), unlabelled, labelled, cfg, CPU, quiet)
+    assert one["passes"] == 1 and one["steps"] == 3
+    two_each = ImageSet(unlabelled[:20], torch.arange(20) % 10, "tiny")
+    three = semi_train(tiny_classifier(), unlabelled, two_each, cfg, CPU, quiet)
+    assert three["passes"] == 3 and three["steps"] == 9
+
+
 def test_an_unsure_teacher_teaches_nothing(monkeypatch):
     """With no answer confident enough, only the labelled batch moves the classifier: the
     unlabelled images' term is zero, whatever their pixels."""
     unlabelled, labelled = tiny_sets()
-    cfg = SemiConfig(epochs=1, batch_size=16, labelled_batch=4, threshold=1.0, teacher_decay=0.0)
+    cfg = SemiConfig(
+        few_epochs=1, batch_size=16, labelled_batch=4, threshold=1.0, teacher_decay=0.0
+    )
     model = tiny_classifier()
     seen = []
     monkeypatch.setattr(semi, "semi_loss", lambda *a: seen.append(a[2].sum()) or semi_loss(*a))
@@ -186,7 +204,10 @@ def test_semi_never_trains_on_the_test_images(pretrained_run, tiny_data, monkeyp
     monkeypatch.setattr(cluster, "scan_loss", watched_call(cluster.scan_loss, clustered))
     # one label per class: the clusters start it, and they see training images only too
     result = finetune_command(
-        pretrained_run, labels=10, semi=SemiConfig(epochs=1, batch_size=16), splits=(train, test)
+        pretrained_run,
+        labels=10,
+        semi=SemiConfig(few_epochs=1, batch_size=16),
+        splits=(train, test),
     )
     assert seen and clustered and all(int(batch.max()) <= 254 for batch in seen)
     assert result["labels"] == 10 and result["semi"]["steps"] == 4  # 64 images, 16 a step
@@ -206,7 +227,7 @@ def test_clusters_start_the_pretrained_arm_under_two_labels_per_class(pretrained
     assert starts_from_clusters(SemiConfig(clusters_below=3), 20, 10)
     clustered = []
     monkeypatch.setattr(cluster, "scan_loss", watched_call(cluster.scan_loss, clustered))
-    semi = SemiConfig(epochs=1, batch_size=32)
+    semi = SemiConfig(epochs=1, few_epochs=1, batch_size=32)
     finetune_command(pretrained_run, labels=20, semi=semi)
     assert not clustered  # two labels per class: the encoder with a new head
     finetune_command(pretrained_run, labels=20, semi=semi, from_scratch=True)

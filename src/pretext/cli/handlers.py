@@ -9,7 +9,7 @@ from pathlib import Path
 from pretext import commands, rundir
 from pretext.cli.options import run_config
 from pretext.commands.study import pretrain_then_study
-from pretext.config import ClusterConfig, SemiConfig, override
+from pretext.config import ClusterConfig, override, told_passes
 from pretext.errors import PretextError
 
 
@@ -34,7 +34,7 @@ def cmd_run(args) -> None:
     passes = semi_epochs(args)
     cfg = run_config(args)
     if args.semi:
-        cfg = replace(cfg, semi=SemiConfig(epochs=passes, seed=cfg.pretrain.seed))
+        cfg = replace(cfg, semi=told_passes(passes, seed=cfg.pretrain.seed))
     with rundir.writer_lock(cfg.pretrain.out, create=True):
         commands.run(cfg)
 
@@ -67,7 +67,7 @@ def run_finetune(args, changes: dict, seed: int) -> None:
         device=args.device or "auto",
         limit_train=args.limit_train,
         resume=args.resume,
-        semi=SemiConfig(epochs=passes, seed=seed) if args.semi else None,
+        semi=told_passes(passes, seed=seed) if args.semi else None,
         recipe_name=args.recipe,
         changes=changes,
         select_labels=args.select_labels,
@@ -205,8 +205,9 @@ def cmd_augment(args) -> None:
     print(f"wrote {path}")
 
 
-def semi_epochs(args) -> int:
-    """--semi-epochs, which only --semi uses (refused without it, never ignored)."""
+def semi_epochs(args) -> int | None:
+    """--semi-epochs, which only --semi uses (refused without it, never ignored); None: the
+    defaults by label count (`pretext.config.semi_passes`)."""
     if args.semi_epochs is not None and not args.semi:
         raise PretextError("--semi-epochs needs --semi")
-    return SemiConfig.epochs if args.semi_epochs is None else args.semi_epochs
+    return args.semi_epochs

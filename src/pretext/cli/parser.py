@@ -280,7 +280,9 @@ def add_semi_epochs(p: argparse.ArgumentParser) -> None:
         type=int,
         default=None,
         metavar="PASSES",
-        help=f"passes of --semi over all training images (default {SemiConfig.epochs})",
+        help=f"passes of --semi over all training images, at every label count (default "
+        f"{SemiConfig.epochs}; {SemiConfig.few_epochs} with fewer than "
+        f"{SemiConfig.clusters_below} labels per class)",
     )
 
 

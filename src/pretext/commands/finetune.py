@@ -239,8 +239,9 @@ def check_semi_request(semi: SemiConfig | None, labels: int | None, resume: bool
     """What `--semi` cannot be combined with, said before any work."""
     if semi is None:
         return
-    if semi.epochs < 1:
-        raise PretextError(f"--semi-epochs must be >= 1, got {semi.epochs}")
+    if min(semi.epochs, semi.few_epochs) < 1:
+        passes = min(semi.epochs, semi.few_epochs)
+        raise PretextError(f"--semi-epochs must be >= 1, got {passes}")
     if labels is None:
         raise PretextError(
             "--semi needs --labels N: with every image labelled there is none to add"
@@ -268,7 +269,12 @@ def semi_finetune(encoder, every, train, test, semi, clusters, device, log, stat
     out = semi_train(start, every.images, train, semi, device, log, stats)
     return {
         "test_accuracy": accuracy(out["model"], test, preset("none", stats), device),
-        "semi": {**asdict(semi), "confident": out["confident"], "steps": out["steps"]},
+        "semi": {
+            **asdict(semi),
+            "confident": out["confident"],
+            "passes": out["passes"],
+            "steps": out["steps"],
+        },
         "seconds": round(time.perf_counter() - started, 3),
         "model": out["model"],
     }

@@ -14,10 +14,10 @@ from pretext.commands.common import labelled_splits
 from pretext.config import (
     ClusterConfig,
     RunConfig,
-    SemiConfig,
     input_stats,
     recipe,
     resolve_device,
+    told_passes,
     with_run_views,
 )
 from pretext.data import check_label_count
@@ -40,7 +40,7 @@ DEFAULT_LABELS = (10, 100, 600, 6000, 60000)
 def check_study_request(
     labels: tuple[int, ...],
     seeds: int,
-    semi_epochs: int,
+    semi_epochs: int | None,
     train_labels: torch.Tensor | None = None,
     min_steps: int | None = None,
 ) -> None:
@@ -50,7 +50,7 @@ def check_study_request(
         raise PretextError("--labels needs at least one label count")
     if seeds < 1:
         raise PretextError(f"--seeds must be >= 1, got {seeds}")
-    if semi_epochs < 1:
+    if semi_epochs is not None and semi_epochs < 1:
         raise PretextError(f"--semi-epochs must be >= 1, got {semi_epochs}")
     if min_steps is not None and min_steps < 0:
         raise PretextError(f"--min-steps must be >= 0, got {min_steps}")
@@ -67,7 +67,7 @@ def pretrain_then_study(run_cfg: RunConfig, labels: tuple[int, ...], seeds: int 
     check_study_request(
         labels,
         seeds,
-        study.get("semi_epochs", SemiConfig.epochs),
+        study.get("semi_epochs"),
         train.labels,
         study.get("min_steps"),
     )
@@ -91,7 +91,7 @@ def study_config(
         knn_temperature=base.knn_temperature,
         methods=METHODS + (("cluster",) if cluster else ()) + (SEMI if semi else ()),
         clustering=ClusterConfig(augment=pre.augment),
-        semi=SemiConfig(epochs=semi_epochs),
+        semi=told_passes(semi_epochs),
         stats=input_stats(pre),
         select_labels=select_labels,
     )
@@ -108,7 +108,7 @@ def study_command(
     min_steps: int | None = None,
     cluster: bool = False,
     semi: bool = False,
-    semi_epochs: int = SemiConfig.epochs,
+    semi_epochs: int | None = None,
     encoder: str | None = None,
     select_labels: bool = False,
     log=print,
@@ -116,7 +116,8 @@ def study_command(
     """Few-label study of a run's encoder -> study.json, study.md, study.png in `out` (default:
     the run directory). With `cluster`, also clusters found without labels and named by each
     labelled subset; with `semi`, also semi-supervised fine-tuning for `semi_epochs` passes over
-    all training images, from the pretrained encoder and from random weights. With
+    all training images (None: `pretext.config.semi_passes`), from the pretrained encoder and
+    from random weights. With
     `select_labels`, each seed's labelled images are chosen from the pretrained embedding
     (`pretext.evaluate.selection`) instead of drawn at random per class. Written after
     every label count: an interrupted study keeps the counts it finished (study.md then says

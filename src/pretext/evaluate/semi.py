@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from pretext.allocator import phase
 from pretext.augment import make_view, preset
-from pretext.config import SemiConfig
+from pretext.config import SemiConfig, semi_passes
 from pretext.data import ImageSet
 from pretext.data.stats import InputStats
 from pretext.loop import descend, run_epochs, scheduled_lr, set_lr, steps_per_epoch
@@ -107,8 +107,9 @@ def follow(teacher: torch.nn.Module, student: torch.nn.Module, decay: float) -> 
 
 def check_semi_config(cfg: SemiConfig) -> None:
     """Refuse settings that cannot train: no pass, a threshold outside (0, 1], no teacher view."""
-    if cfg.epochs < 1:
-        raise ValueError(f"semi-supervised training needs at least 1 pass, got {cfg.epochs}")
+    if min(cfg.epochs, cfg.few_epochs) < 1:
+        passes = min(cfg.epochs, cfg.few_epochs)
+        raise ValueError(f"semi-supervised training needs at least 1 pass, got {passes}")
     if not 0.0 < cfg.threshold <= 1.0:
         raise ValueError(f"threshold must be in (0, 1], got {cfg.threshold}")
     if cfg.teacher_views < 1:
@@ -128,8 +129,10 @@ def semi_train(
     """A copy of the classifier `model` trained on `labelled` and on the uint8 `unlabelled`
     images (views normalised by `stats`, the run's). Returns {"model" (the teacher, which is
     the better classifier), "confident" (the share of unlabelled images that passed the
-    threshold, over all steps), "steps", "seconds"}. The caller's model stays as it was."""
+    threshold, over all steps), "passes" (`semi_passes`), "steps", "seconds"}. The caller's
+    model stays as it was."""
     check_semi_config(cfg)
+    passes = semi_passes(cfg, len(labelled), labelled.num_classes)
     started = time.perf_counter()
     weak, strong = preset(cfg.weak, stats), preset(cfg.strong or "default", stats)
     student = copy.deepcopy(model).to(device).train()
@@ -138,7 +141,7 @@ def semi_train(
     generator = torch.Generator(device).manual_seed(cfg.seed)
     unlabelled = unlabelled.to(device)
     images, labels = labelled.images.to(device), labelled.labels.to(device)
-    total = cfg.epochs * steps_per_epoch(len(unlabelled), cfg.batch_size)
+    total = passes * steps_per_epoch(len(unlabelled), cfg.batch_size)
     confident = torch.zeros((), device=device, dtype=torch.float64)
     alignment = Alignment(labels, labelled.num_classes) if cfg.align else None
 
@@ -160,12 +163,13 @@ def semi_train(
         follow(teacher, student, cfg.teacher_decay)
 
     def end(epoch: int) -> None:
-        log(f"semi epoch {epoch + 1}/{cfg.epochs}")
+        log(f"semi epoch {epoch + 1}/{passes}")
 
-    run_epochs(step, len(unlabelled), cfg.batch_size, cfg.epochs, cfg.seed, device, "semi", 0, end)
+    run_epochs(step, len(unlabelled), cfg.batch_size, passes, cfg.seed, device, "semi", 0, end)
     return {
         "model": teacher,
-        "confident": confident.item() / (cfg.epochs * len(unlabelled)),
+        "confident": confident.item() / (passes * len(unlabelled)),
+        "passes": passes,
         "steps": total,
         "seconds": round(time.perf_counter() - started, 3),
     }
