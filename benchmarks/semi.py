@@ -4,7 +4,8 @@
         [--labels 10,100,600] [--seeds 1] [--first-seed 0] [--epochs PASSES]
         [--start clusters,encoder,scratch] [--lr 3e-3] [--weight-decay 0] [--teacher-views 1]
         [--threshold 0.8] [--decay 0.95] [--labelled-batch 64] [--weak light]
-        [--strong light-stroke] [--align] [--limit-train N] [--threads N] [--ceiling VIEWS]
+        [--strong light-stroke] [--strong-set FIELD=VALUE ...] [--align] [--limit-train N]
+        [--threads N] [--ceiling VIEWS]
         [--add-labels I,J,...]
         [--draw stratified|selected]
 
@@ -18,6 +19,10 @@ share, seconds and five most frequent mistakes (true and predicted class, count)
 after, and one line per result on stderr as it comes. Without `--epochs` the passes depend on
 the label count as in `pretext.config.semi_passes`.
 
+`--strong-set FIELD=VALUE` (repeatable) changes one field of the student's views
+(`pretext.presets.Augmentation`), e.g. `--strong-set stroke_p=0.75`: a variant of `--strong`
+without a preset of its own, named in the JSON by its changes.
+
 `--add-labels` labels the training images of those indices too, in every draw: what one more
 label of a given image changes.
 
@@ -28,10 +33,11 @@ each of the comma-separated views instead: what a view costs a student never tau
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import sys
 import time
-from dataclasses import replace
+from dataclasses import fields, replace
 
 import torch
 import validation as split
@@ -45,6 +51,7 @@ from pretext.evaluate.cluster import cluster_probabilities, match_clusters, trai
 from pretext.evaluate.selection import select_for_labelling
 from pretext.evaluate.semi import cluster_start, semi_train
 from pretext.models import Classifier, build_encoder
+from pretext.presets import PRESETS
 
 
 def starting_model(start, setup, clusters, train_p, subset, idx, seed):
@@ -99,6 +106,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--labelled-batch", type=int, default=SemiConfig.labelled_batch)
     parser.add_argument("--weak", default=SemiConfig.weak)
     parser.add_argument("--strong", default=SemiConfig.strong)
+    parser.add_argument(
+        "--strong-set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="change one field of the student's views (repeatable)",
+    )
     parser.add_argument("--align", action="store_true", help="distribution alignment")
     parser.add_argument(
         "--ceiling", default=None, help="VIEWS,...: fine-tune on every true label instead"
@@ -167,6 +181,32 @@ def one_draw(setup, starts, clusters, train_p, draw, cfg, stats, device, feature
     return row
 
 
+def student_variant(base: str, settings: list[str], ceiling_views: str | None = None) -> str:
+    """The name of the views `base` with the `--strong-set` changes, entered in this process's
+    preset table under it (e.g. `light-stroke[stroke_p=0.75]`); refused in one line where a
+    field does not exist, a value is not a number or tuple, or `--ceiling` would ignore them."""
+    if not settings:
+        return base
+    if ceiling_views:
+        raise SystemExit("--strong-set: not with --ceiling, which names its own views")
+    if base not in PRESETS:
+        raise SystemExit(f"--strong: unknown views {base!r}")
+    known, changes = {f.name for f in fields(PRESETS[base])}, {}
+    for setting in settings:
+        name, _, text = setting.partition("=")
+        if name not in known:
+            raise SystemExit(f"--strong-set: no field {name!r}; one of {', '.join(sorted(known))}")
+        try:
+            changes[name] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            changes[name] = None
+        if not isinstance(changes[name], (int, float, tuple)):
+            raise SystemExit(f"--strong-set {name}: {text!r} is not a number or tuple")
+    variant = f"{base}[{','.join(settings)}]"
+    PRESETS[variant] = replace(PRESETS[base], **changes)
+    return variant
+
+
 def added_labels(option: str, train_size: int, ceiling_views: str | None) -> list[int]:
     """The image indices of `--add-labels`, refused in one line if they cannot act."""
     try:
@@ -182,6 +222,7 @@ def added_labels(option: str, train_size: int, ceiling_views: str | None) -> lis
 
 def main() -> None:
     args = parse_args()
+    args.strong = student_variant(args.strong, args.strong_set, args.ceiling)
     setup = split.load(args)
     extra = added_labels(args.add_labels, len(setup.train), args.ceiling)
     device = torch.device("cpu")

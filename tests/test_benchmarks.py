@@ -128,6 +128,46 @@ def test_semi_benchmark_refuses_an_image_outside_the_training_part(pretrained_ru
     assert "Traceback" not in result.stderr
 
 
+def test_semi_benchmark_changes_fields_of_the_student_views(pretrained_run):
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        from semi import student_variant
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    from pretext.presets import PRESETS
+
+    name = student_variant("light-stroke", ["stroke_p=0.75", "scale=(0.85, 1.15)"])
+    try:
+        assert name == "light-stroke[stroke_p=0.75,scale=(0.85, 1.15)]"
+        views, base = PRESETS[name], PRESETS["light-stroke"]
+        assert (views.stroke_p, views.scale) == (0.75, (0.85, 1.15))
+        assert (views.degrees, views.shear, base.stroke_p) == (base.degrees, base.shear, 0.5)
+    finally:
+        del PRESETS[name]
+    assert student_variant("light", []) == "light"
+    report = run_benchmark(
+        "semi.py",
+        "--run", str(pretrained_run), "--start", "encoder", "--strong-set", "stroke_p=1.0",
+        "--labels", "20", "--seeds", "1", "--epochs", "1", "--threads", "1",
+    )  # fmt: skip
+    assert report["strong"] == "light-stroke[stroke_p=1.0]" and len(report["rows"]) == 1
+
+
+def test_semi_benchmark_refuses_a_change_that_cannot_act(pretrained_run):
+    for change, message in (
+        (["--strong-set", "stroke=1"], "--strong-set: no field 'stroke'"),
+        (["--strong-set", "stroke_p=high"], "--strong-set stroke_p: 'high' is not a number"),
+        (["--strong-set", "stroke_p=1", "--ceiling", "light"], "not with --ceiling"),
+    ):
+        result = subprocess.run(
+            [sys.executable, str(BENCHMARKS / "semi.py"), "--run", str(pretrained_run), *change],
+            capture_output=True,
+            text=True,
+        )
+        assert result.returncode != 0 and message in result.stderr
+        assert "Traceback" not in result.stderr
+
+
 def test_semi_benchmark_ceiling_fine_tunes_through_each_view(pretrained_run):
     report = run_benchmark(
         "semi.py",
