@@ -107,7 +107,7 @@ def output_and_gradients(encoder, forward, x) -> list[torch.Tensor]:
 
 
 def test_cnn_forward_and_gradients_unchanged_by_the_fast_layers():
-    """The fast pooling, ReLU after pooling and conv2's gradient by convolution compute the
+    """The fast pooling, ReLU after pooling and the weight gradients by convolution compute the
     write-up's network: the same outputs bit for bit, the same gradients up to rounding."""
     torch.manual_seed(0)
     encoder = build_encoder("cnn")
@@ -153,6 +153,23 @@ def test_conv2d_fast_grad_equals_conv2d(padding, bias):
         torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
     with torch.no_grad():  # the plain path, the same values
         assert torch.equal(fast(x), plain(x))
+
+
+@pytest.mark.parametrize(
+    "capability, channels, first",
+    [("AVX512", 1, "Conv2d"), ("AVX2", 1, "Conv2dFastGrad"), ("AVX2", 3, "Conv2d")],
+)
+def test_cnn_first_convolution_follows_the_cpu(monkeypatch, capability, channels, first):
+    """conv1 takes its weight gradient by convolution for grayscale input except on AVX-512
+    CPUs; either way the same parameters, drawn alike, and conv2 always by convolution."""
+    from pretext.models import Conv2dFastGrad
+
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
+    encoder = build_encoder("cnn", channels, seed=0)
+    assert type(encoder.conv1).__name__ == first
+    assert isinstance(encoder.conv2, Conv2dFastGrad)
+    monkeypatch.undo()
+    assert torch.equal(encoder.conv1.weight, build_encoder("cnn", channels, seed=0).conv1.weight)
 
 
 def test_seeded_classifier_head_is_nn_linear_drawn_from_its_own_generator():

@@ -134,6 +134,15 @@ class Conv2dFastGrad(nn.Conv2d):
         return _Conv2dGradByConv.apply(x, self.weight, self.bias, self.padding)
 
 
+def first_conv_grad_by_conv(in_channels: int = 1) -> bool:
+    """Whether the cnn's first convolution computes its weight gradient as a convolution too
+    (Conv2dFastGrad), as its second does. Which is faster depends on the CPU's oneDNN kernels:
+    on an AVX2 machine the convolution takes under half of ATen's time for one input channel
+    and about as long for three; ATen's stays on AVX-512 CPUs and for colour input
+    (benchmarks/conv_grad.py measures both on the machine at hand)."""
+    return in_channels == 1 and torch.backends.cpu.get_cpu_capability() != "AVX512"
+
+
 class SmallCNN(nn.Module):
     """The original write-up's encoder: conv(1->10,k5)-relu-pool, conv(10->20,k5)-relu-pool,
     fc(320->100)-relu. 37,380 parameters for 1x28x28 input.
@@ -146,8 +155,8 @@ class SmallCNN(nn.Module):
         self, in_channels: int = 1, embed_dim: int = 100, width: int = 1, batch_norm: bool = False
     ) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, 10 * width, kernel_size=5)
-        # conv1 stays a plain Conv2d: with one input channel ATen's weight gradient is faster.
+        first = Conv2dFastGrad if first_conv_grad_by_conv(in_channels) else nn.Conv2d
+        self.conv1 = first(in_channels, 10 * width, kernel_size=5)
         self.conv2 = Conv2dFastGrad(10 * width, 20 * width, kernel_size=5)
         self.fc = nn.Linear(4 * 4 * 20 * width, embed_dim)
         # None registers no module: the plain cnn keeps its three layers and state_dict keys.
