@@ -137,7 +137,7 @@ class Conv2dFastGrad(nn.Conv2d):
 def first_conv_grad_by_conv(in_channels: int = 1) -> bool:
     """Whether the cnn's first convolution computes its weight gradient as a convolution too
     (Conv2dFastGrad), as its second does. Which is faster depends on the CPU's oneDNN kernels:
-    on an AVX2 machine the convolution takes under half of ATen's time for one input channel
+    on an AVX2 machine the convolution takes a third of ATen's time for one input channel
     and about as long for three; ATen's stays on AVX-512 CPUs and for colour input
     (benchmarks/conv_grad.py measures both on the machine at hand)."""
     return in_channels == 1 and torch.backends.cpu.get_cpu_capability() != "AVX512"
