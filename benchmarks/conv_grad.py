@@ -14,6 +14,7 @@ machine for 1 and 3 input channels (`pretext.models.first_conv_grad_by_conv`).
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import statistics
 import time
@@ -59,10 +60,11 @@ def layer_work(batch: int, cin: int, cout: int, side: int, input_grad: bool) -> 
 def step_work(batch: int) -> dict:
     """The cnn's training step with conv1 plain and as Conv2dFastGrad, the same weights."""
     x = torch.randn(batch, 1, 28, 28, generator=torch.Generator().manual_seed(0))
-    work = {}
+    reference, work = SmallCNN(), {}
     for name, kind in (("aten", torch.nn.Conv2d), ("by_conv", Conv2dFastGrad)):
-        model = SmallCNN()
+        model = copy.deepcopy(reference)
         model.conv1 = kind(1, 10, kernel_size=5)
+        model.conv1.load_state_dict(reference.conv1.state_dict())
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
 
         def step(model=model, optimizer=optimizer):

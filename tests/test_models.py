@@ -155,6 +155,23 @@ def test_conv2d_fast_grad_equals_conv2d(padding, bias):
         assert torch.equal(fast(x), plain(x))
 
 
+def test_conv2d_fast_grad_on_a_first_layer_equals_conv2d():
+    """One input channel and an input that needs no gradient (the cnn's conv1 on AVX2 CPUs):
+    the weight and bias gradients of nn.Conv2d, whichever way this machine's cnn builds."""
+    from pretext.models import Conv2dFastGrad
+
+    torch.manual_seed(0)
+    fast = Conv2dFastGrad(1, 10, kernel_size=5)
+    plain = torch.nn.Conv2d(1, 10, kernel_size=5)
+    plain.load_state_dict(fast.state_dict())
+    x = torch.randn(6, 1, 28, 28)
+    grad = torch.randn(6, 10, 24, 24)
+    for conv in (fast, plain):
+        conv(x).backward(grad)
+    for ours, theirs in zip(fast.parameters(), plain.parameters(), strict=True):
+        torch.testing.assert_close(ours.grad, theirs.grad, rtol=1e-5, atol=1e-4)
+
+
 @pytest.mark.parametrize(
     "capability, channels, first",
     [("AVX512", 1, "Conv2d"), ("AVX2", 1, "Conv2dFastGrad"), ("AVX2", 3, "Conv2d")],
