@@ -2,8 +2,8 @@
 
     python benchmarks/semi.py --run runs/mnist --data-dir ../shared/data
         [--labels 10,100,600] [--seeds 1] [--first-seed 0] [--epochs PASSES]
-        [--start clusters,encoder,scratch] [--lr 3e-3] [--weight-decay 0] [--teacher-views 1]
-        [--threshold 0.8] [--decay 0.95] [--labelled-batch 64] [--weak light]
+        [--start clusters,encoder,revived,scratch] [--lr 3e-3] [--weight-decay 0]
+        [--teacher-views 1] [--threshold 0.8] [--decay 0.95] [--labelled-batch 64] [--weak light]
         [--strong light-stroke] [--strong-set FIELD=VALUE ...] [--align] [--limit-train N]
         [--threads N] [--ceiling VIEWS]
         [--add-labels I,J,...]
@@ -13,11 +13,12 @@ A validation experiment: the first 5/6 of the training images train (labelled su
 unlabelled images alike), the last 1/6 validates. For each label count and each of `--seeds`
 seeds from `--first-seed` the same stratified subset trains `pretext.evaluate.semi.semi_train`
 from each starting point: the clusters found once without labels and named by the subset
-(`clusters`), the pretrained encoder with a new head (`encoder`), random weights (`scratch`,
-as the study seeds them). Prints one JSON object: each start's validation accuracy, confident
-share, seconds and five most frequent mistakes (true and predicted class, count) before and
-after, and one line per result on stderr as it comes. Without `--epochs` the passes depend on
-the label count as in `pretext.config.semi_passes`.
+(`clusters`), the pretrained encoder with a new head (`encoder`), the same with its dead
+embedding units given fresh weights (`revived`, the `cnn` encoders only), random weights
+(`scratch`, as the study seeds them). Prints one JSON object: each start's validation
+accuracy, confident share, seconds, dead embedding units and five most frequent mistakes (true
+and predicted class, count) before and after, and one line per result on stderr as it comes.
+Without `--epochs` the passes depend on the label count as in `pretext.config.semi_passes`.
 
 `--strong-set FIELD=VALUE` (repeatable) changes one field of the student's views
 (`pretext.presets.Augmentation`), e.g. `--strong-set stroke_p=0.75`: a variant of `--strong`
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import copy
 import json
 import sys
 import time
@@ -50,7 +52,7 @@ from pretext.evaluate.classify import extract_features, finetune, most_confused,
 from pretext.evaluate.cluster import cluster_probabilities, match_clusters, train_clusters
 from pretext.evaluate.selection import select_for_labelling
 from pretext.evaluate.semi import cluster_start, semi_train
-from pretext.models import Classifier, build_encoder
+from pretext.models import Classifier, build_encoder, seeded_linear
 from pretext.presets import PRESETS
 
 
@@ -63,8 +65,31 @@ def starting_model(start, setup, clusters, train_p, subset, idx, seed):
         )
     if start == "encoder":
         return Classifier(setup.encoder, classes, seed=seed)
+    if start == "revived":
+        fresh = revived(setup.encoder, setup.train.images, input_stats(setup.pretrain), seed)
+        return Classifier(fresh, classes, seed=seed)
     scratch = build_encoder(setup.pretrain.encoder, setup.train.images.shape[1], seed=10_000 + seed)
     return Classifier(scratch, classes, seed=seed)
+
+
+def dead_units(encoder: torch.nn.Module, images: torch.Tensor, stats) -> torch.Tensor:
+    """The embedding units that no image of `images` (normalised by `stats`) turns on, all at 0
+    after the ReLU: units that pass no gradient and so stay off through a fine-tune."""
+    features = extract_features(encoder, images, preset("none", stats), torch.device("cpu"))
+    return (features.amax(0) <= 0).nonzero().flatten()
+
+
+def revived(encoder: torch.nn.Module, images: torch.Tensor, stats, seed: int) -> torch.nn.Module:
+    """A copy of the `cnn` encoder whose dead embedding units get fresh incoming weights (the
+    last layer's default initialisation, drawn from `seed`), so that a fine-tune can use them;
+    every other weight is the pretrained one."""
+    encoder = copy.deepcopy(encoder)
+    dead = dead_units(encoder, images, stats)
+    fresh = seeded_linear(encoder.fc.in_features, encoder.fc.out_features, 20_000 + seed)
+    with torch.no_grad():
+        encoder.fc.weight[dead] = fresh.weight[dead]
+        encoder.fc.bias[dead] = fresh.bias[dead]
+    return encoder
 
 
 def ceiling(setup, views: list[str], epochs: int, stats, device) -> dict:
@@ -167,12 +192,15 @@ def one_draw(setup, starts, clusters, train_p, draw, cfg, stats, device, feature
         model = starting_model(start, setup, clusters, train_p, subset, idx, seed)
         before = predict(model, validation, plain, device)
         out = semi_train(model, train.images, subset, replace(cfg, seed=seed), device, quiet, stats)
-        after = predict(out["model"], validation, plain, device)
+        trained = out["model"]
+        both = (model, trained)
+        after = predict(trained, validation, plain, device)
         row[start] = {
             "start": share_right(before, validation),
             "semi": share_right(after, validation),
             "confident": round(out["confident"], 4),
             "seconds": out["seconds"],
+            "dead_units": [len(dead_units(m.encoder, train.images, stats)) for m in both],
             "start_confused": most_confused(before, validation.labels),
             "confused": most_confused(after, validation.labels),
         }

@@ -87,6 +87,7 @@ def test_semi_benchmark_runs_and_prints_json(pretrained_run):
         for key in ("start", "semi", "confident"):
             assert 0 <= row[start][key] <= 1
         assert row[start]["seconds"] > 0
+        assert all(0 <= n <= 100 for n in row[start]["dead_units"])  # before, after; of 100
         wrong = round((1 - row[start]["semi"]) * 10)  # of the 10 validation images
         assert sum(m["count"] for m in row[start]["confused"]) <= wrong
         assert (wrong == 0) == (row[start]["confused"] == [])
@@ -290,3 +291,32 @@ def test_propagation_benchmark_runs_and_prints_json(pretrained_run):
         for name in ("propagation", "nearest_labelled"):
             wrong = round((1 - row[name]["validation"]) * 10)
             assert sum(m["count"] for m in row[name]["confused"]) <= wrong
+
+
+def test_semi_benchmark_revives_only_the_dead_embedding_units():
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        from semi import dead_units, revived
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    import torch
+
+    from pretext.data.stats import InputStats
+    from pretext.models import SmallCNN, seeded
+
+    encoder = seeded(0, SmallCNN)
+    with torch.no_grad():
+        encoder.fc.bias[[3, 7]] = -1e4  # no image can turn these two on
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (64, 1, 28, 28), dtype=torch.uint8, generator=generator)
+    stats = InputStats(mean=(0.5,), std=(0.25,))
+    features = encoder((images.float() / 255 - 0.5) / 0.25).detach()
+    dead = dead_units(encoder, images, stats)
+    assert dead.tolist() == (features.amax(0) <= 0).nonzero().flatten().tolist()
+    assert {3, 7} <= set(dead.tolist()) and len(dead) < 100
+    fresh = revived(encoder, images, stats, seed=1)
+    changed = (fresh.fc.weight != encoder.fc.weight).any(1) | (fresh.fc.bias != encoder.fc.bias)
+    assert changed.nonzero().flatten().tolist() == dead.tolist()
+    assert fresh.fc.bias[3] > -10 and encoder.fc.bias[3] == -1e4  # the caller's stays as it was
+    assert torch.equal(fresh.conv1.weight, encoder.conv1.weight)
+    assert torch.equal(revived(encoder, images, stats, seed=1).fc.weight, fresh.fc.weight)
