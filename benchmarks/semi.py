@@ -83,6 +83,8 @@ def revived(encoder: torch.nn.Module, images: torch.Tensor, stats, seed: int) ->
     """A copy of the `cnn` encoder whose dead embedding units get fresh incoming weights (the
     last layer's default initialisation, drawn from `seed`), so that a fine-tune can use them;
     every other weight is the pretrained one."""
+    if not isinstance(getattr(encoder, "fc", None), torch.nn.Linear):
+        raise SystemExit("--start revived: only for the cnn encoders, whose embedding is `fc`")
     encoder = copy.deepcopy(encoder)
     dead = dead_units(encoder, images, stats)
     fresh = seeded_linear(encoder.fc.in_features, encoder.fc.out_features, 20_000 + seed)

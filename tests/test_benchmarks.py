@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
 
@@ -320,3 +322,5 @@ def test_semi_benchmark_revives_only_the_dead_embedding_units():
     assert fresh.fc.bias[3] > -10 and encoder.fc.bias[3] == -1e4  # the caller's stays as it was
     assert torch.equal(fresh.conv1.weight, encoder.conv1.weight)
     assert torch.equal(revived(encoder, images, stats, seed=1).fc.weight, fresh.fc.weight)
+    with pytest.raises(SystemExit, match="only for the cnn encoders"):
+        revived(torch.nn.Flatten(), images, stats, seed=1)  # no `fc` embedding layer
